@@ -1,0 +1,160 @@
+"""Similarity maths of the losses and of kNN, with interchangeable backends.
+
+* ``reference``: plain PyTorch on the materialised (B x M) matrix; the ground truth (:mod:`.reference`).
+* ``chunked``: a tiled ``torch.autograd.Function`` that never holds more than one tile (:mod:`.chunked`);
+  the CPU path for large shapes.
+* ``triton``: fused Triton kernels on CUDA (``triton_*`` modules).
+
+:func:`pairwise_loss` and :func:`similarity_topk` pick a backend by device, size and an override: the ``backend``
+argument, else the environment variable ``SBERT_ALIGN_KERNEL``, else ``"auto"``. Kernels take tensors only; they
+know nothing of sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor
+
+from ..objectives import PairObjective, get_objective
+from ._inputs import PairInputs, check_pair_inputs
+from .reference import reference_pairwise_loss
+from .topk import chunked_similarity_topk
+
+__all__ = ["pairwise_loss", "similarity_topk", "resolve_backend", "BACKENDS", "triton_available"]
+
+BACKENDS = ("auto", "reference", "chunked", "triton")
+ENV_VAR = "SBERT_ALIGN_KERNEL"
+#: Up to this many (query, key) pairs, ``auto`` materialises the matrix (fast, and small enough not to matter).
+REFERENCE_MAX_PAIRS = 1 << 22
+
+
+def triton_available() -> bool:
+    """True when Triton imports and can run here (a CUDA device, or ``TRITON_INTERPRET=1``)."""
+    try:
+        import triton  # noqa: F401
+    except Exception:
+        return False
+    import torch
+
+    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def resolve_backend(backend: str | None, device_type: str, num_pairs: int) -> str:
+    """The backend that will run: explicit argument, else ``$SBERT_ALIGN_KERNEL``, else the automatic choice."""
+    chosen = backend if backend not in (None, "auto") else os.environ.get(ENV_VAR, "auto") or "auto"
+    if chosen not in BACKENDS:
+        source = "backend" if backend not in (None, "auto") else f"${ENV_VAR}"
+        raise ValueError(f"{source} must be one of {BACKENDS}, got {chosen!r}.")
+    if chosen != "auto":
+        return chosen
+    if num_pairs <= REFERENCE_MAX_PAIRS:
+        return "reference"
+    if device_type == "cuda" and triton_available():
+        return "triton"
+    return "chunked"
+
+
+def pairwise_loss(
+    queries: Tensor,
+    keys: Tensor | Sequence[Tensor],
+    query_labels: Tensor,
+    key_labels: Tensor | Sequence[Tensor],
+    *,
+    objective: str | PairObjective = "supcon",
+    backend: str | None = "auto",
+    exclude_self: bool = False,
+    tile_size: int | None = None,
+    **objective_params: Any,
+) -> Tensor:
+    """Label-driven loss over all (query, key) cosine similarities, without materialising them when large.
+
+    Args:
+        queries: ``(B, D)`` embeddings (normalised inside).
+        keys: ``(M, D)`` embeddings, or a sequence of parts (e.g. ``[batch, memory]``) that are concatenated
+            logically; each part keeps its own ``requires_grad``, so a detached memory costs no key-gradient work.
+        query_labels: ``(B,)`` integer class ids.
+        key_labels: ``(M,)`` integer class ids, or a sequence matching the parts of ``keys``.
+        objective: ``"cosine_target"``, ``"margin"``, ``"supcon"`` or a :class:`~sbert_align.objectives.PairObjective`.
+        backend: ``"auto"``, ``"reference"``, ``"chunked"`` or ``"triton"``; ``$SBERT_ALIGN_KERNEL`` overrides
+            ``"auto"``.
+        exclude_self: Query ``i`` *is* key ``i`` (the batch comes first among the keys): skip that pair.
+        tile_size: Keys per tile for the tiled backends (None: the backend's default).
+        **objective_params: Parameters of the objective, e.g. ``temperature=0.1`` for ``supcon``.
+
+    Returns:
+        A scalar tensor (float32, or float64 for float64 inputs).
+
+    Example:
+        ::
+
+            import torch
+            from sbert_align.kernels import pairwise_loss
+
+            q = torch.randn(8, 16, requires_grad=True)
+            memory = torch.randn(100, 16)
+            y, y_mem = torch.randint(0, 3, (8,)), torch.randint(0, 3, (100,))
+            loss = pairwise_loss(q, [q, memory], y, [y, y_mem], objective="supcon", exclude_self=True)
+            loss.backward()
+    """
+    obj = get_objective(objective, **objective_params)
+    inputs = check_pair_inputs(queries, keys, query_labels, key_labels, exclude_self)
+    chosen = resolve_backend(backend, queries.device.type, queries.shape[0] * inputs.num_keys)
+    return _run(chosen, inputs, obj, tile_size)
+
+
+def _run(backend: str, inputs: PairInputs, objective: PairObjective, tile_size: int | None) -> Tensor:
+    if backend == "reference":
+        return reference_pairwise_loss(inputs, objective)
+    if backend == "chunked":
+        from .chunked import chunked_pairwise_loss
+
+        return chunked_pairwise_loss(inputs, objective, tile_size=tile_size)
+    if backend == "triton":
+        from .triton_pairwise import triton_pairwise_loss
+
+        return triton_pairwise_loss(inputs, objective, tile_size=tile_size)
+    raise AssertionError(backend)
+
+
+def similarity_topk(
+    queries: Tensor,
+    keys: Tensor,
+    k: int,
+    *,
+    chunk_size: int = 16384,
+    normalize: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Top-``k`` cosine similarities of each query among ``keys``, streamed over chunks of keys.
+
+    Args:
+        queries: ``(B, D)``.
+        keys: ``(N, D)``; may live on another device than ``queries`` (chunks are moved as they are used).
+        k: How many neighbours; ``1 <= k <= N``.
+        chunk_size: Keys per chunk; peak memory is ``O(B * (chunk_size + k))``.
+        normalize: Cosine similarity (True) or plain dot product (False).
+
+    Returns:
+        ``(values, indices)``, each ``(B, k)``, most similar first; ties go to the smaller key index.
+
+    Example:
+        ::
+
+            import torch
+            from sbert_align.kernels import similarity_topk
+
+            values, indices = similarity_topk(torch.randn(4, 8), torch.randn(1000, 8), k=5)
+    """
+    if queries.dim() != 2 or keys.dim() != 2:
+        raise ValueError(f"queries and keys must be 2-D, got {tuple(queries.shape)} and {tuple(keys.shape)}.")
+    if queries.shape[1] != keys.shape[1]:
+        raise ValueError(f"queries have dimension {queries.shape[1]} but keys have {keys.shape[1]}.")
+    if keys.shape[0] == 0:
+        raise ValueError("keys is empty: there is nothing to search.")
+    if not 1 <= int(k) <= keys.shape[0]:
+        raise ValueError(f"k must be between 1 and the number of keys ({keys.shape[0]}), got {k}.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    return chunked_similarity_topk(queries, keys, int(k), chunk_size=chunk_size, normalize=normalize)

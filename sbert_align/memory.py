@@ -1,0 +1,222 @@
+"""MemoryBank: a fixed-size FIFO ring of detached embeddings and their labels, or per-class prototypes.
+
+The memory lets every class find positives and negatives beyond the current batch. It lives on the embeddings'
+device, in the dtype you choose, and never keeps a graph: what goes in is detached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .kernels._inputs import check_labels
+
+__all__ = ["MemoryBank"]
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+            raise ValueError(f"dtype must be a floating point dtype, got {dtype}.")
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}.")
+    return _DTYPES[dtype]
+
+
+class MemoryBank:
+    """A memory of past embeddings with their integer labels.
+
+    Two modes:
+
+    * ``"queue"`` (default): a ring of the last ``size`` embeddings; when full, the oldest are overwritten.
+      With ``size = len(train_dataset)`` it holds (about) every example's latest embedding.
+    * ``"prototypes"``: one vector per class, an exponential moving average of the class's batch means,
+      ``p <- momentum * p + (1 - momentum) * mean``; ``size`` caps the number of classes.
+
+    Args:
+        size: Capacity (rows for the queue, classes for prototypes); must be > 0.
+        dim: Embedding dimension, or None to take it from the first :meth:`enqueue`.
+        dtype: Storage dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (half the memory).
+        device: Storage device, or None to follow the first embeddings enqueued.
+        mode: ``"queue"`` or ``"prototypes"``.
+        momentum: EMA momentum of the prototypes.
+
+    Example:
+        ::
+
+            import torch
+            from sbert_align import MemoryBank
+
+            bank = MemoryBank(size=4, dim=3)
+            bank.enqueue(torch.randn(3, 3), torch.tensor([0, 1, 2]))
+            bank.enqueue(torch.randn(3, 3), torch.tensor([3, 4, 5]))  # wraps around: keeps the last 4
+            emb, labels = bank.get()  # (4, 3), labels tensor([2, 3, 4, 5]) oldest first
+    """
+
+    def __init__(
+        self,
+        size: int,
+        dim: int | None = None,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device | None = None,
+        mode: str = "queue",
+        momentum: float = 0.9,
+    ) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"size must be a positive integer, got {size!r}.")
+        if dim is not None and (not isinstance(dim, int) or dim <= 0):
+            raise ValueError(f"dim must be a positive integer or None, got {dim!r}.")
+        if mode not in ("queue", "prototypes"):
+            raise ValueError(f"mode must be 'queue' or 'prototypes', got {mode!r}.")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}.")
+        self.size = size
+        self.dim = dim
+        self.dtype = _as_dtype(dtype)
+        self.mode = mode
+        self.momentum = float(momentum)
+        self.device = torch.device(device) if device is not None else None
+        self._embeddings: Tensor | None = None
+        self._labels: Tensor | None = None
+        self.ptr = 0  # next row to write (queue)
+        self.filled = 0  # rows (queue) or classes (prototypes) holding data
+        self.num_enqueued = 0  # embeddings seen since the last reset
+
+    # ------------------------------------------------------------------ storage
+    def _allocate(self, dim: int, device: torch.device) -> None:
+        self.dim = dim
+        self.device = device
+        self._embeddings = torch.zeros(self.size, dim, dtype=self.dtype, device=device)
+        self._labels = torch.full((self.size,), -1, dtype=torch.long, device=device)
+
+    def __len__(self) -> int:
+        return self.filled
+
+    @property
+    def is_full(self) -> bool:
+        return self.filled == self.size
+
+    def reset(self) -> None:
+        """Forget everything (keeps the capacity, dimension, dtype and device)."""
+        if self._embeddings is not None:
+            self._embeddings.zero_()
+            self._labels.fill_(-1)
+        self.ptr = 0
+        self.filled = 0
+        self.num_enqueued = 0
+
+    # ------------------------------------------------------------------ write
+    @torch.no_grad()
+    def enqueue(self, embeddings: Tensor, labels: Tensor) -> None:
+        """Add a batch of embeddings ``(n, dim)`` with integer labels ``(n,)``; stored detached."""
+        if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
+            raise ValueError(f"embeddings must be a 2-D tensor (n, dim), got {getattr(embeddings, 'shape', None)}.")
+        labels = check_labels(labels, embeddings.shape[0], "labels")
+        if self.dim is not None and embeddings.shape[1] != self.dim:
+            raise ValueError(
+                f"MemoryBank holds embeddings of dimension {self.dim}, got {embeddings.shape[1]}. "
+                "Use one bank per model, or reset() it after changing the embedding dimension."
+            )
+        if self._embeddings is None:
+            self._allocate(embeddings.shape[1], self.device or embeddings.device)
+        emb = embeddings.detach().to(device=self.device, dtype=self.dtype)
+        labels = labels.to(self.device)
+        self.num_enqueued += emb.shape[0]
+        if self.mode == "prototypes":
+            self._update_prototypes(emb, labels)
+            return
+        n = emb.shape[0]
+        if n >= self.size:  # only the newest `size` rows survive
+            emb, labels, n = emb[-self.size :], labels[-self.size :], self.size
+        idx = (torch.arange(n, device=self.device) + self.ptr) % self.size
+        self._embeddings[idx] = emb
+        self._labels[idx] = labels
+        self.ptr = (self.ptr + n) % self.size
+        self.filled = min(self.filled + n, self.size)
+
+    def _update_prototypes(self, emb: Tensor, labels: Tensor) -> None:
+        for label in labels.unique().tolist():
+            mean = emb[labels == label].float().mean(0)
+            slot = (self._labels[: self.filled] == label).nonzero()
+            if slot.numel():
+                i = int(slot[0])
+                self._embeddings[i] = (self.momentum * self._embeddings[i].float() + (1 - self.momentum) * mean).to(
+                    self.dtype
+                )
+            else:
+                if self.filled == self.size:
+                    raise ValueError(
+                        f"MemoryBank(mode='prototypes', size={self.size}) is full: label {label} is class "
+                        f"number {self.size + 1}. Give a size of at least the number of classes."
+                    )
+                self._embeddings[self.filled] = mean.to(self.dtype)
+                self._labels[self.filled] = label
+                self.filled += 1
+
+    # ------------------------------------------------------------------ read
+    def get(self) -> tuple[Tensor, Tensor]:
+        """The stored embeddings ``(filled, dim)`` and labels ``(filled,)``; oldest first for the queue.
+
+        Returns views of the storage (no copy) unless the ring has wrapped, in which case it is reordered.
+        """
+        if self._embeddings is None or self.filled == 0:
+            dim = self.dim or 0
+            return torch.zeros(0, dim, dtype=self.dtype, device=self.device), torch.zeros(
+                0, dtype=torch.long, device=self.device
+            )
+        if self.mode == "prototypes" or self.filled < self.size or self.ptr == 0:
+            return self._embeddings[: self.filled], self._labels[: self.filled]
+        order = torch.cat([torch.arange(self.ptr, self.size), torch.arange(0, self.ptr)]).to(self.device)
+        return self._embeddings[order], self._labels[order]
+
+    def get_unordered(self) -> tuple[Tensor, Tensor]:
+        """Like :meth:`get` but without reordering a wrapped ring (no copy); order does not matter to the losses."""
+        if self._embeddings is None or self.filled == 0:
+            return self.get()
+        return self._embeddings[: self.filled], self._labels[: self.filled]
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to restore the bank (tensors and counters)."""
+        return {
+            "size": self.size,
+            "dim": self.dim,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "mode": self.mode,
+            "momentum": self.momentum,
+            "ptr": self.ptr,
+            "filled": self.filled,
+            "num_enqueued": self.num_enqueued,
+            "embeddings": None if self._embeddings is None else self._embeddings.clone(),
+            "labels": None if self._labels is None else self._labels.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; the capacity, mode and dimension must match."""
+        for key in ("size", "mode"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"Cannot load a MemoryBank with {key}={state[key]!r} into one with {getattr(self, key)!r}.")
+        if self.dim is not None and state["dim"] is not None and state["dim"] != self.dim:
+            raise ValueError(f"Cannot load a MemoryBank of dimension {state['dim']} into one of dimension {self.dim}.")
+        self.momentum = state["momentum"]
+        self.ptr, self.filled, self.num_enqueued = state["ptr"], state["filled"], state["num_enqueued"]
+        if state["embeddings"] is None:
+            self._embeddings = self._labels = None
+            return
+        device = self.device or state["embeddings"].device
+        self.dim = state["dim"]
+        self.device = device
+        self._embeddings = state["embeddings"].to(device=device, dtype=self.dtype).clone()
+        self._labels = state["labels"].to(device).clone()
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryBank(size={self.size}, dim={self.dim}, dtype={str(self.dtype).replace('torch.', '')}, "
+            f"mode={self.mode!r}, filled={self.filled})"
+        )
