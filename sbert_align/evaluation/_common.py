@@ -1,0 +1,190 @@
+"""What the three evaluators share: input validation, label encoding, encoding with a model, CSV rows, the call flow.
+
+Written once here; :mod:`.knn`, :mod:`.clustering` and :mod:`.query_key` only add their metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AlignmentEvaluator", "check_inputs", "check_embeddings", "check_same_length", "encode_labels"]
+
+
+def check_inputs(inputs: Any, name: str) -> list:
+    """Return ``inputs`` (texts, or any input the model encodes) as a non-empty list, or raise a ``ValueError``."""
+    if inputs is None:
+        raise ValueError(f"{name} must be a non-empty list of texts, got None.")
+    if isinstance(inputs, (str, bytes)):
+        raise ValueError(f"{name} must be a list of texts, got a single string; wrap it in a list.")
+    try:
+        items = list(inputs)
+    except TypeError:
+        raise ValueError(f"{name} must be a list of texts, got {type(inputs).__name__}.") from None
+    if len(items) == 0:
+        raise ValueError(f"{name} is empty: it must hold at least one text.")
+    return items
+
+
+def check_same_length(a: Sequence, b: Sequence, name_a: str, name_b: str) -> None:
+    """Raise a ``ValueError`` naming both arguments when their lengths differ."""
+    if len(a) != len(b):
+        raise ValueError(f"{name_a} and {name_b} must have the same length, got {len(a)} and {len(b)}.")
+
+
+def check_embeddings(embeddings: Any, name: str) -> Tensor:
+    """Return ``embeddings`` (tensor, array or nested list) as a non-empty 2-D floating-point tensor."""
+    if embeddings is None:
+        raise ValueError(f"{name} must be a 2-D array of embeddings (n, dim), got None.")
+    tensor = embeddings if isinstance(embeddings, Tensor) else torch.as_tensor(np.asarray(embeddings))
+    if tensor.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (n, dim), got shape {tuple(tensor.shape)}.")
+    if tensor.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it must hold at least one embedding.")
+    if not tensor.dtype.is_floating_point:
+        tensor = tensor.float()
+    return tensor.detach()
+
+
+def _as_label_list(labels: Any, name: str) -> list:
+    if labels is None:
+        raise ValueError(f"{name} must be a list of string or integer labels, got None.")
+    if isinstance(labels, (str, bytes)):
+        raise ValueError(f"{name} must be a list of labels, got a single string.")
+    if isinstance(labels, (Tensor, np.ndarray)):
+        labels = labels.tolist()
+    items = list(labels)
+    for i, label in enumerate(items):
+        if isinstance(label, str):
+            continue
+        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+            raise ValueError(
+                f"{name} must hold strings or integers, got {type(label).__name__} {label!r} at position {i}."
+            )
+    return [label if isinstance(label, str) else int(label) for label in items]
+
+
+def encode_labels(*labeled: tuple[Any, str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Encode one or more label lists to shared integer ids.
+
+    Args:
+        *labeled: ``(labels, argument_name)`` pairs; labels are all strings or all integers.
+
+    Returns:
+        ``(ids, classes)``: one int64 array per input, and the sorted distinct labels, so ``classes[ids[i]]`` gives
+        the labels back.
+    """
+    lists = [_as_label_list(labels, name) for labels, name in labeled]
+    kinds = {isinstance(label, str) for items in lists for label in items}
+    if len(kinds) > 1:
+        names = " and ".join(name for _, name in labeled)
+        raise ValueError(f"{names} mix string and integer labels; use one kind.")
+    classes = sorted({label for items in lists for label in items})
+    index = {label: i for i, label in enumerate(classes)}
+    ids = [np.fromiter((index[label] for label in items), dtype=np.int64, count=len(items)) for items in lists]
+    return ids, np.array(classes, dtype=object if kinds == {True} else np.int64)
+
+
+class AlignmentEvaluator(BaseEvaluator):
+    """Base of the sbert-align evaluators: encoding, logging, CSV rows, name prefix and the model card.
+
+    A subclass sets ``self.primary_metric`` and ``self.metric_names`` (the CSV columns, in order), and implements
+    :meth:`compute_metrics` (model -> unprefixed metrics). ``__call__`` does the rest, as sentence-transformers' own
+    evaluators do.
+    """
+
+    csv_stem: str = "alignment_evaluation"
+
+    def __init__(
+        self,
+        name: str = "",
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        write_csv: bool = True,
+        truncate_dim: int | None = None,
+    ):
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.name = name
+        self.batch_size = int(batch_size)
+        self.show_progress_bar = bool(show_progress_bar)
+        self.write_csv = write_csv
+        self.truncate_dim = truncate_dim
+        self.csv_file = self.csv_stem + ("_" + name if name else "") + "_results.csv"
+        self.metric_names: list[str] = []
+
+    @property
+    def csv_headers(self) -> list[str]:
+        return ["epoch", "steps", *self.metric_names]
+
+    def compute_metrics(self, model: SentenceTransformer) -> dict[str, float]:
+        raise NotImplementedError
+
+    def __call__(
+        self, model: SentenceTransformer, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
+        if epoch != -1:
+            out_txt = f" after epoch {epoch}" if steps == -1 else f" in epoch {epoch} after {steps} steps"
+        else:
+            out_txt = ""
+        if self.truncate_dim is not None:
+            out_txt += f" (truncated to {self.truncate_dim})"
+        logger.info(f"{self.__class__.__name__}: Evaluating the model on the {self.name} dataset{out_txt}:")
+
+        metrics = self.compute_metrics(model)
+        for key in self.metric_names:
+            logger.info(f"{key + ':':<26}{metrics[key]:.4f}")
+
+        if output_path is not None and self.write_csv:
+            self.write_csv_row(output_path, epoch, steps, metrics)
+
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+    def write_csv_row(self, output_path: str, epoch: float, steps: int, metrics: dict[str, float]) -> None:
+        """Append one row to ``output_path/self.csv_file``, writing the header first when the file is new."""
+        os.makedirs(output_path, exist_ok=True)
+        csv_path = os.path.join(output_path, self.csv_file)
+        exists = os.path.isfile(csv_path)
+        with open(csv_path, newline="", mode="a" if exists else "w", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if not exists:
+                writer.writerow(self.csv_headers)
+            writer.writerow([epoch, steps, *(metrics[key] for key in self.metric_names)])
+
+    def embed(self, model: SentenceTransformer, inputs: list) -> Tensor:
+        """Encode ``inputs`` once, L2-normalised, as a tensor on the model's device."""
+        return model.encode(
+            inputs,
+            batch_size=self.batch_size,
+            show_progress_bar=self.show_progress_bar,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+            truncate_dim=self.truncate_dim,
+        )
+
+    def embed_many(self, model: SentenceTransformer, *groups: list) -> list[Tensor]:
+        """Encode several input lists in one ``encode`` call (one progress bar) and split the result back."""
+        embeddings = self.embed(model, [item for group in groups for item in group])
+        return list(torch.split(embeddings, [len(group) for group in groups]))
+
+    def get_config_dict(self) -> dict[str, Any]:
+        config = {}
+        if self.truncate_dim is not None:
+            config["truncate_dim"] = self.truncate_dim
+        return config

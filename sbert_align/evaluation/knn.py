@@ -1,0 +1,326 @@
+"""k-nearest-neighbour classification in embedding space: the metric functions and :class:`KNNEvaluator`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from torch import Tensor
+
+from ..kernels import similarity_topk
+from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length, encode_labels
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["KNNEvaluator", "knn_classify", "knn_metrics", "check_k"]
+
+WEIGHTS = ("uniform", "distance")
+#: Queries voted at once; bounds the (queries x classes) vote table.
+VOTE_CHUNK = 4096
+
+
+def check_k(k: int, num_references: int, leave_one_out: bool) -> int:
+    """Validate ``k`` against the number of neighbours each query can have (see :func:`knn_classify`)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k must be a positive integer, got {k!r}.")
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    candidates = num_references - 1 if leave_one_out else num_references
+    if k >= candidates:
+        if leave_one_out:
+            raise ValueError(
+                f"k must be smaller than the number of texts minus one (leave_one_out: each text has "
+                f"{candidates} other texts as candidates), got k={k} for {num_references} texts."
+            )
+        raise ValueError(f"k must be smaller than the number of references ({num_references}), got k={k}.")
+    return k
+
+
+def knn_classify(
+    reference_embeddings: Tensor | np.ndarray,
+    reference_labels: Any,
+    query_embeddings: Tensor | np.ndarray | None = None,
+    k: int = 5,
+    weights: Literal["uniform", "distance"] = "uniform",
+    leave_one_out: bool = False,
+    chunk_size: int = 16384,
+) -> np.ndarray:
+    """Predict a label for each query by a vote of its ``k`` most cosine-similar references.
+
+    The neighbour search is :func:`sbert_align.kernels.similarity_topk`, which walks the references in chunks of
+    ``chunk_size``, so the full (queries x references) similarity matrix never exists.
+
+    Votes:
+        * ``weights="uniform"``: each neighbour counts 1.
+        * ``weights="distance"``: each neighbour counts ``1 / (1 - cos)``, the inverse cosine distance, as
+          scikit-learn's ``KNeighborsClassifier(metric="cosine", weights="distance")``; when a query has neighbours at
+          distance 0 (cos = 1, e.g. a duplicate text), those count 1 and the others 0, again as scikit-learn.
+
+    Ties are broken deterministically: among the classes with the highest vote, the one whose neighbours have the
+    highest summed cosine similarity wins; if still tied, the class of the nearest neighbour among the tied classes
+    (neighbours with equal similarity are ordered by reference index, smaller first). scikit-learn instead picks
+    the smallest label on ties, so the two agree exactly where no tie occurs.
+
+    Args:
+        reference_embeddings: ``(N, D)`` embeddings of the labelled references.
+        reference_labels: ``N`` labels, all strings or all integers.
+        query_embeddings: ``(Q, D)`` embeddings to classify; must be None with ``leave_one_out``.
+        k: Number of neighbours. Must be smaller than the number of candidates per query: ``k < N``, and with
+            ``leave_one_out`` ``k < N - 1`` (each text has ``N - 1`` others; ``k`` equal to that would let every
+            text vote for every other one, a constant majority classifier rather than a kNN).
+        weights: ``"uniform"`` or ``"distance"``, see above.
+        leave_one_out: Classify every reference by the others: the query set is the reference set, ``k + 1``
+            neighbours are searched and the text itself is dropped *by index* (duplicates of it still vote).
+        chunk_size: References per chunk of the neighbour search.
+
+    Returns:
+        The predicted labels, a numpy array of length ``Q`` (``N`` with ``leave_one_out``) holding labels of
+        ``reference_labels``' kind.
+
+    Example:
+        ::
+
+            import numpy as np
+            from sbert_align.evaluation import knn_classify
+
+            rng = np.random.default_rng(0)
+            references, queries = rng.normal(size=(100, 16)), rng.normal(size=(10, 16))
+            labels = rng.choice(["sports", "finance", "weather"], size=100)
+            predictions = knn_classify(references, labels, queries, k=5)
+    """
+    references = check_embeddings(reference_embeddings, "reference_embeddings")
+    (ref_ids,), classes = encode_labels((reference_labels, "reference_labels"))
+    check_same_length(references, ref_ids, "reference_embeddings", "reference_labels")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
+    if leave_one_out:
+        if query_embeddings is not None:
+            raise ValueError("leave_one_out=True classifies the references themselves; pass query_embeddings=None.")
+        queries = references
+    else:
+        if query_embeddings is None:
+            raise ValueError("query_embeddings is required unless leave_one_out=True.")
+        queries = check_embeddings(query_embeddings, "query_embeddings").to(references.device)
+        if queries.shape[1] != references.shape[1]:
+            raise ValueError(
+                f"query_embeddings have dimension {queries.shape[1]} but reference_embeddings have "
+                f"{references.shape[1]}."
+            )
+    k = check_k(k, references.shape[0], leave_one_out)
+
+    ref_ids_t = torch.as_tensor(ref_ids, device=references.device)
+    predictions = []
+    for start in range(0, queries.shape[0], VOTE_CHUNK):
+        chunk = queries[start : start + VOTE_CHUNK]
+        sims, idx = similarity_topk(chunk, references, k + 1 if leave_one_out else k, chunk_size=chunk_size)
+        if leave_one_out:
+            sims, idx = _drop_self(sims, idx, start, k)
+        predictions.append(_vote(sims.double(), ref_ids_t[idx], len(classes), weights))
+    return classes[torch.cat(predictions).cpu().numpy()]
+
+
+def _drop_self(sims: Tensor, idx: Tensor, offset: int, k: int) -> tuple[Tensor, Tensor]:
+    """Of ``k + 1`` neighbours per row, drop the row's own index (or the last neighbour when it is absent)."""
+    own = torch.arange(offset, offset + idx.shape[0], device=idx.device)[:, None]
+    is_self = idx == own
+    # Without the item among the k + 1 (more than k exact duplicates came first), drop the farthest neighbour.
+    is_self[:, -1] |= ~is_self.any(dim=1)
+    keep = ~is_self
+    return sims[keep].view(-1, k), idx[keep].view(-1, k)
+
+
+def _vote(sims: Tensor, labels: Tensor, num_classes: int, weights: str) -> Tensor:
+    """Class ids chosen by the votes of neighbours ``labels`` (rows sorted by decreasing similarity ``sims``)."""
+    rows, k = labels.shape
+    if weights == "uniform":
+        w = torch.ones_like(sims)
+    else:
+        dist = (1.0 - sims).clamp_min(0.0)
+        zero = dist == 0
+        w = torch.where(zero.any(dim=1, keepdim=True), zero.to(sims.dtype), 1.0 / dist)
+    votes = torch.zeros(rows, num_classes, dtype=sims.dtype, device=sims.device).scatter_add_(1, labels, w)
+    summed = torch.zeros_like(votes).scatter_add_(1, labels, sims)
+    # Rank of each class's nearest neighbour (k for classes without neighbours): scatter the smallest position.
+    positions = torch.arange(k, device=labels.device).expand(rows, k)
+    first = torch.full((rows, num_classes), k, dtype=torch.long, device=labels.device)
+    first = first.scatter_reduce(1, labels, positions, reduce="amin")
+
+    tied = votes == votes.max(dim=1, keepdim=True).values
+    summed = summed.masked_fill(~tied, float("-inf"))
+    tied &= summed == summed.max(dim=1, keepdim=True).values
+    return first.masked_fill(~tied, k + 1).argmin(dim=1)
+
+
+def knn_metrics(
+    reference_embeddings: Tensor | np.ndarray,
+    reference_labels: Any,
+    query_embeddings: Tensor | np.ndarray | None = None,
+    query_labels: Any = None,
+    k: int = 5,
+    weights: Literal["uniform", "distance"] = "uniform",
+    leave_one_out: bool = False,
+    chunk_size: int = 16384,
+) -> dict[str, float]:
+    """Accuracy and macro-F1 of :func:`knn_classify` against the true labels.
+
+    ``query_labels`` are the true labels of ``query_embeddings``; with ``leave_one_out`` both are None and the
+    references are scored against ``reference_labels``. Macro-F1 is ``sklearn.metrics.f1_score(average="macro")``
+    over the labels present in the truth or the predictions.
+
+    Returns:
+        ``{"accuracy": ..., "macro_f1": ...}``.
+
+    Example:
+        ::
+
+            import numpy as np
+            from sbert_align.evaluation import knn_metrics
+
+            rng = np.random.default_rng(0)
+            embeddings, labels = rng.normal(size=(100, 16)), rng.integers(0, 3, size=100)
+            print(knn_metrics(embeddings, labels, k=5, leave_one_out=True))
+    """
+    if leave_one_out:
+        if query_labels is not None:
+            raise ValueError("leave_one_out=True scores the references themselves; pass query_labels=None.")
+        query_labels = reference_labels
+    elif query_labels is None:
+        raise ValueError("query_labels is required unless leave_one_out=True.")
+    (truth, ref_ids), classes = encode_labels((query_labels, "query_labels"), (reference_labels, "reference_labels"))
+    if query_embeddings is not None:
+        check_same_length(
+            check_embeddings(query_embeddings, "query_embeddings"), truth, "query_embeddings", "query_labels"
+        )
+    predicted = knn_classify(
+        reference_embeddings, ref_ids, query_embeddings, k, weights, leave_one_out, chunk_size=chunk_size
+    )
+    return {
+        "accuracy": float(np.mean(predicted == truth)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro")),
+    }
+
+
+class KNNEvaluator(AlignmentEvaluator):
+    """Classify texts by a vote of their ``k`` most similar labelled reference texts; report accuracy and macro-F1.
+
+    The class geometry a class-alignment loss trains is exactly what a kNN classifier reads, so this is the
+    evaluator to select checkpoints by. All texts are embedded once per call (L2-normalised); the neighbour search
+    streams over chunks of references (:func:`sbert_align.kernels.similarity_topk`), so a million references never
+    make a million x queries matrix. Votes, weights and tie-breaking are those of :func:`knn_classify`: cosine
+    similarity; ``"distance"`` weights are ``1 / (1 - cos)`` like scikit-learn's; ties go to the class with the
+    higher summed similarity, then to the class of the nearest neighbour.
+
+    Metrics: ``accuracy`` (primary) and ``macro_f1``, prefixed with ``name`` when it is set.
+
+    Args:
+        reference_texts: The labelled texts that vote (e.g. the training set).
+        reference_labels: Their labels: strings or integers.
+        query_texts: The texts to classify (e.g. the validation set); None with ``leave_one_out``.
+        query_labels: Their true labels; None with ``leave_one_out``.
+        k: Neighbours per vote; ``k < len(reference_texts)`` (``k < len(reference_texts) - 1`` with
+            ``leave_one_out``).
+        weights: ``"uniform"`` (one vote each) or ``"distance"`` (inverse cosine distance).
+        leave_one_out: Classify each reference text by all the others (no query set): a text never votes for
+            itself, though its duplicates do.
+        name: Name of the evaluation set; prefixes the metrics (``"{name}_accuracy"``) and names the CSV file.
+        batch_size: Batch size for encoding.
+        show_progress_bar: Show a progress bar while encoding.
+        write_csv: Append the metrics to ``knn_evaluation[_{name}]_results.csv`` in ``output_path`` when one is
+            given (the trainer gives ``{output_dir}/eval``).
+        truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
+        chunk_size: References per chunk of the neighbour search.
+
+    Example:
+        ::
+
+            from sentence_transformers import SentenceTransformer
+            from sbert_align.evaluation import KNNEvaluator
+
+            model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
+            evaluator = KNNEvaluator(
+                reference_texts=["I lost my card", "my card was stolen", "what is the weather", "will it rain"],
+                reference_labels=["card", "card", "weather", "weather"],
+                query_texts=["someone took my card", "is it sunny today"],
+                query_labels=["card", "weather"],
+                k=1,
+                name="intent-dev",
+            )
+            results = evaluator(model)
+            print(evaluator.primary_metric)  # => "intent-dev_accuracy"
+            print(results[evaluator.primary_metric])
+    """
+
+    csv_stem = "knn_evaluation"
+
+    def __init__(
+        self,
+        reference_texts: list[str],
+        reference_labels: list[str] | list[int],
+        query_texts: list[str] | None = None,
+        query_labels: list[str] | list[int] | None = None,
+        k: int = 5,
+        weights: Literal["uniform", "distance"] = "uniform",
+        leave_one_out: bool = False,
+        name: str = "",
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        write_csv: bool = True,
+        truncate_dim: int | None = None,
+        chunk_size: int = 16384,
+    ):
+        super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
+        self.reference_texts = check_inputs(reference_texts, "reference_texts")
+        check_same_length(self.reference_texts, list(reference_labels), "reference_texts", "reference_labels")
+        if leave_one_out:
+            if query_texts is not None or query_labels is not None:
+                raise ValueError(
+                    "leave_one_out=True classifies reference_texts themselves; leave out query_texts/labels."
+                )
+            self.query_texts = None
+            (self.reference_ids,), self.classes = encode_labels((reference_labels, "reference_labels"))
+            self.query_ids = self.reference_ids
+        else:
+            if query_texts is None or query_labels is None:
+                raise ValueError("query_texts and query_labels are required unless leave_one_out=True.")
+            self.query_texts = check_inputs(query_texts, "query_texts")
+            check_same_length(self.query_texts, list(query_labels), "query_texts", "query_labels")
+            (self.reference_ids, self.query_ids), self.classes = encode_labels(
+                (reference_labels, "reference_labels"), (query_labels, "query_labels")
+            )
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
+        self.k = check_k(k, len(self.reference_texts), leave_one_out)
+        self.weights = weights
+        self.leave_one_out = bool(leave_one_out)
+        self.chunk_size = chunk_size
+        self.primary_metric = "accuracy"
+        self.metric_names = ["accuracy", "macro_f1"]
+
+    def compute_metrics(self, model: SentenceTransformer) -> dict[str, float]:
+        if self.leave_one_out:
+            references, queries = self.embed(model, self.reference_texts), None
+            query_labels = None
+        else:
+            references, queries = self.embed_many(model, self.reference_texts, self.query_texts)
+            query_labels = self.query_ids
+        return knn_metrics(
+            references,
+            self.reference_ids,
+            queries,
+            query_labels,
+            k=self.k,
+            weights=self.weights,
+            leave_one_out=self.leave_one_out,
+            chunk_size=self.chunk_size,
+        )
+
+    @property
+    def description(self) -> str:
+        return "kNN Classification"
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "weights": self.weights, "leave_one_out": self.leave_one_out, **super().get_config_dict()}

@@ -1,0 +1,233 @@
+"""Paired query-key retrieval: where does each query's own key rank? :func:`query_key_metrics`, the evaluator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["QueryKeyTopKEvaluator", "query_key_metrics", "own_key_ranks", "resolve_ks"]
+
+
+def resolve_ks(ks: Iterable[int], num_keys: int) -> list[int]:
+    """Sorted distinct ``ks`` smaller than ``num_keys``; larger ones are dropped with a warning.
+
+    ``k >= num_keys`` is dropped because every query then finds its key (top-``k`` accuracy and its baseline are
+    both 1). A ``ValueError`` is raised for a non-positive or non-integer ``k``, and when no ``k`` is left.
+    """
+    if isinstance(ks, (int, np.integer)):
+        ks = [ks]
+    ks = list(ks)
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"ks must hold positive integers, got {k!r}.")
+    if not ks:
+        raise ValueError("ks is empty: give at least one k.")
+    kept = sorted({int(k) for k in ks if k < num_keys})
+    dropped = sorted({int(k) for k in ks if k >= num_keys})
+    if not kept:
+        raise ValueError(f"every k in ks={sorted(set(map(int, ks)))} is >= the number of keys ({num_keys}).")
+    if dropped:
+        logger.warning(f"Dropping ks {dropped}: not smaller than the number of keys ({num_keys}).")
+    return kept
+
+
+@torch.no_grad()
+def own_key_ranks(
+    queries: Tensor,
+    keys: Tensor,
+    *,
+    chunk_size: int = 16384,
+    query_chunk_size: int = 1024,
+) -> Tensor:
+    """1-based rank of key ``i`` among all keys by cosine similarity to query ``i``, without an (Q x N) matrix.
+
+    ``rank_i = 1 + #{j : cos(q_i, k_j) > cos(q_i, k_i)}``: ties count in the query's favour, so a duplicate of the
+    own key does not push it down. For each chunk of queries, the block of their own keys is scored first (its
+    diagonal is the own similarity, taken from the same product it is compared within), then the other keys are
+    streamed in chunks of ``chunk_size`` and only counted. Peak memory: ``O(query_chunk_size * chunk_size)``.
+
+    Args:
+        queries: ``(Q, D)``.
+        keys: ``(N, D)`` with ``N >= Q``; key ``i`` belongs to query ``i``, keys ``Q..N-1`` are distractors.
+        chunk_size: Keys per chunk.
+        query_chunk_size: Queries per chunk.
+
+    Returns:
+        ``(Q,)`` int64 ranks on ``queries``' device.
+    """
+    if keys.shape[0] < queries.shape[0]:
+        raise ValueError(
+            f"there must be at least one key per query: {queries.shape[0]} queries, {keys.shape[0]} keys."
+        )
+    dtype = torch.float64 if torch.float64 in (queries.dtype, keys.dtype) else torch.float32
+    n = keys.shape[0]
+    ranks = []
+    for a in range(0, queries.shape[0], query_chunk_size):
+        q = F.normalize(queries[a : a + query_chunk_size].to(dtype), dim=-1)
+        b = a + q.shape[0]
+        own_block = q @ F.normalize(keys[a:b].to(device=q.device, dtype=dtype), dim=-1).T
+        own = own_block.diagonal()[:, None]
+        count = (own_block > own).sum(dim=1)
+        for start, stop in ((0, a), (b, n)):
+            for s in range(start, stop, chunk_size):
+                kc = F.normalize(keys[s : min(s + chunk_size, stop)].to(device=q.device, dtype=dtype), dim=-1)
+                count += ((q @ kc.T) > own).sum(dim=1)
+        ranks.append(count + 1)
+    return torch.cat(ranks)
+
+
+def query_key_metrics(
+    query_embeddings: Tensor | np.ndarray,
+    key_embeddings: Tensor | np.ndarray,
+    ks: Iterable[int] = (1, 5, 10, 100),
+    chunk_size: int = 16384,
+) -> dict[str, float]:
+    """Top-k accuracy for several k, their random baselines and the MRR of paired queries and keys.
+
+    Key ``i`` is the match of query ``i``; keys after the ``Q`` paired ones are distractors. With
+    ``N = len(key_embeddings)`` and ranks from :func:`own_key_ranks` (ties in the query's favour):
+
+    * ``top{k}_accuracy``: share of queries whose own key ranks ``<= k``;
+    * ``top{k}_random_baseline``: ``k / N``, the same share for a random ranking;
+    * ``mrr``: mean of ``1 / rank`` over all ``N`` keys (no cut-off);
+    * ``mrr_random_baseline``: ``H_N / N`` (``H_N`` the N-th harmonic number), the MRR of a random ranking.
+
+    ``ks`` not smaller than ``N`` are dropped with a warning (see :func:`resolve_ks`).
+
+    Example:
+        ::
+
+            import numpy as np
+            from sbert_align.evaluation import query_key_metrics
+
+            rng = np.random.default_rng(0)
+            keys = rng.normal(size=(50, 16))
+            queries = keys + 0.5 * rng.normal(size=(50, 16))
+            print(query_key_metrics(queries, keys, ks=(1, 5, 10)))
+    """
+    queries = check_embeddings(query_embeddings, "query_embeddings")
+    keys = check_embeddings(key_embeddings, "key_embeddings").to(queries.device)
+    if queries.shape[1] != keys.shape[1]:
+        raise ValueError(
+            f"query_embeddings have dimension {queries.shape[1]} but key_embeddings have {keys.shape[1]}."
+        )
+    if keys.shape[0] < queries.shape[0]:
+        raise ValueError(
+            f"key_embeddings must hold one key per query (then optional distractors): {queries.shape[0]} queries, "
+            f"{keys.shape[0]} keys."
+        )
+    n = keys.shape[0]
+    ks = resolve_ks(ks, n)
+    ranks = own_key_ranks(queries, keys, chunk_size=chunk_size).cpu().numpy()
+    metrics: dict[str, float] = {}
+    for k in ks:
+        metrics[f"top{k}_accuracy"] = float(np.mean(ranks <= k))
+        metrics[f"top{k}_random_baseline"] = k / n
+    metrics["mrr"] = float(np.mean(1.0 / ranks))
+    metrics["mrr_random_baseline"] = float(np.sum(1.0 / np.arange(1, n + 1)) / n)
+    return metrics
+
+
+class QueryKeyTopKEvaluator(AlignmentEvaluator):
+    """For paired queries and keys, how often is a query's own key among its ``k`` most similar keys?
+
+    ``keys[i]`` is the match of ``queries[i]`` (e.g. a question and its answer, a title and its abstract). Every
+    query is ranked against all ``N = len(keys) + len(distractor_keys)`` keys by cosine similarity; the own key's
+    exact rank is counted in chunks (:func:`own_key_ranks`), never with an ``N x N`` matrix. Ties count in the
+    query's favour (a duplicate key does not push the own key down).
+
+    Metrics, prefixed with ``name`` when it is set: ``top{k}_accuracy`` for each ``k`` in ``ks``, with
+    ``top{k}_random_baseline = k / N`` beside it; ``mrr`` (primary, over the full ranking) and
+    ``mrr_random_baseline``. Each ``k >= N`` is dropped from ``ks`` with a warning, since every query then finds its
+    key; if no ``k`` is left, that is a ``ValueError``.
+
+    Args:
+        queries: The query texts.
+        keys: The matching keys, one per query, in the same order.
+        ks: The cut-offs ``k`` to report.
+        distractor_keys: Extra keys that match no query; they only make the ranking harder.
+        name: Name of the evaluation set; prefixes the metrics and names the CSV file.
+        batch_size: Batch size for encoding.
+        show_progress_bar: Show a progress bar while encoding.
+        write_csv: Append the metrics to ``query_key_evaluation[_{name}]_results.csv`` in ``output_path`` when one
+            is given.
+        truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
+        chunk_size: Keys per chunk when ranking.
+
+    Example:
+        ::
+
+            from sentence_transformers import SentenceTransformer
+            from sbert_align.evaluation import QueryKeyTopKEvaluator
+
+            model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
+            evaluator = QueryKeyTopKEvaluator(
+                queries=["capital of France", "largest planet", "author of Hamlet"],
+                keys=["Paris is the capital of France.", "Jupiter is the largest planet.", "Shakespeare wrote Hamlet."],
+                ks=(1, 2),
+                name="qa-dev",
+            )
+            results = evaluator(model)
+            print(results["qa-dev_top1_accuracy"], results["qa-dev_top1_random_baseline"])  # baseline 1/3
+    """
+
+    csv_stem = "query_key_evaluation"
+
+    def __init__(
+        self,
+        queries: list[str],
+        keys: list[str],
+        ks: Iterable[int] = (1, 5, 10, 100),
+        distractor_keys: list[str] | None = None,
+        name: str = "",
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        write_csv: bool = True,
+        truncate_dim: int | None = None,
+        chunk_size: int = 16384,
+    ):
+        super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
+        self.queries = check_inputs(queries, "queries")
+        self.keys = check_inputs(keys, "keys")
+        check_same_length(self.queries, self.keys, "queries", "keys")
+        self.distractor_keys = (
+            check_inputs(distractor_keys, "distractor_keys")
+            if distractor_keys is not None and (isinstance(distractor_keys, str) or len(distractor_keys) > 0)
+            else []
+        )
+        self.num_keys = len(self.keys) + len(self.distractor_keys)
+        self.ks = resolve_ks(ks, self.num_keys)
+        self.chunk_size = chunk_size
+        self.primary_metric = "mrr"
+        self.metric_names = [
+            *(f"top{k}_{kind}" for k in self.ks for kind in ("accuracy", "random_baseline")),
+            "mrr",
+            "mrr_random_baseline",
+        ]
+
+    def compute_metrics(self, model: SentenceTransformer) -> dict[str, float]:
+        queries, keys = self.embed_many(model, self.queries, self.keys + self.distractor_keys)
+        return query_key_metrics(queries, keys, self.ks, chunk_size=self.chunk_size)
+
+    @property
+    def description(self) -> str:
+        return "Query-Key Top-k"
+
+    def get_config_dict(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"ks": self.ks}
+        if self.distractor_keys:
+            config["distractor_keys"] = len(self.distractor_keys)
+        return {**config, **super().get_config_dict()}
