@@ -15,8 +15,14 @@ from .kernels._inputs import check_labels
 
 __all__ = ["MemoryBank"]
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -201,7 +207,9 @@ class MemoryBank:
         """Restore from :meth:`state_dict`; the capacity, mode and dimension must match."""
         for key in ("size", "mode"):
             if state[key] != getattr(self, key):
-                raise ValueError(f"Cannot load a MemoryBank with {key}={state[key]!r} into one with {getattr(self, key)!r}.")
+                raise ValueError(
+                    f"Cannot load a MemoryBank with {key}={state[key]!r} into one with {getattr(self, key)!r}."
+                )
         if self.dim is not None and state["dim"] is not None and state["dim"] != self.dim:
             raise ValueError(f"Cannot load a MemoryBank of dimension {state['dim']} into one of dimension {self.dim}.")
         self.momentum = state["momentum"]

@@ -21,9 +21,7 @@ __all__ = ["SCHEDULES", "schedule_value", "Schedule"]
 SCHEDULES = ("linear", "cosine", "exponential", "step")
 
 
-def schedule_value(
-    kind: str, start: float, end: float, step: int, total_steps: int, num_stages: int = 4
-) -> float:
+def schedule_value(kind: str, start: float, end: float, step: int, total_steps: int, num_stages: int = 4) -> float:
     """The value of schedule ``kind`` at ``step`` (0-based) out of ``total_steps``.
 
     Example:

@@ -11,12 +11,75 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-WORDS = (
-    "the a an is are was what who where when why how which city country river mountain person name year "
-    "number many much long big small first last capital color animal food sport team game movie book "
-    "good bad great terrible love hate happy sad money card bank account transfer payment refund "
-    "question answer duplicate same different one two three four five six seven eight nine ten"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "is",
+    "are",
+    "was",
+    "what",
+    "who",
+    "where",
+    "when",
+    "why",
+    "how",
+    "which",
+    "city",
+    "country",
+    "river",
+    "mountain",
+    "person",
+    "name",
+    "year",
+    "number",
+    "many",
+    "much",
+    "long",
+    "big",
+    "small",
+    "first",
+    "last",
+    "capital",
+    "color",
+    "animal",
+    "food",
+    "sport",
+    "team",
+    "game",
+    "movie",
+    "book",
+    "good",
+    "bad",
+    "great",
+    "terrible",
+    "love",
+    "hate",
+    "happy",
+    "sad",
+    "money",
+    "card",
+    "bank",
+    "account",
+    "transfer",
+    "payment",
+    "refund",
+    "question",
+    "answer",
+    "duplicate",
+    "same",
+    "different",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+]
 
 
 def build_tiny_model_dir(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
@@ -25,8 +88,23 @@ def build_tiny_model_dir(path: Path, hidden: int = 32, layers: int = 2, seed: in
 
     path.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + [f"w{i}" for i in range(100)]
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+
+    backend = Tokenizer(WordPiece({tok: i for i, tok in enumerate(vocab)}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
     tokenizer.save_pretrained(str(path))
     torch.manual_seed(seed)
     config = BertConfig(

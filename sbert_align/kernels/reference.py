@@ -16,7 +16,9 @@ from ._inputs import PairInputs, compute_dtype
 __all__ = ["reference_pairwise_loss", "reference_similarity_topk"]
 
 
-def pair_masks(query_labels: Tensor, key_labels: Tensor, exclude_self: bool, key_offset: int = 0) -> tuple[Tensor, Tensor]:
+def pair_masks(
+    query_labels: Tensor, key_labels: Tensor, exclude_self: bool, key_offset: int = 0
+) -> tuple[Tensor, Tensor]:
     """``pos`` (same label) and ``valid`` (not an item with itself) masks for keys starting at ``key_offset``."""
     pos = query_labels[:, None] == key_labels[None, :]
     if exclude_self:

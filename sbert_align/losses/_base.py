@@ -1,0 +1,127 @@
+"""Machinery shared by the losses: objective construction, label checks, config and citations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..kernels._inputs import check_labels
+from ..objectives import OBJECTIVES, PairObjective, get_objective
+
+__all__ = ["build_objective", "AlignmentLossBase", "CITATIONS", "check_class_labels"]
+
+CITATIONS = {
+    "supcon": """
+@inproceedings{khosla2020supervised,
+    title={Supervised Contrastive Learning},
+    author={Khosla, Prannay and Teterwak, Piotr and Wang, Chen and Sarna, Aaron and Tian, Yonglong and Isola, Phillip and Maschinot, Aaron and Liu, Ce and Krishnan, Dilip},
+    booktitle={Advances in Neural Information Processing Systems},
+    year={2020},
+    eprint={2004.11362},
+    archivePrefix={arXiv}
+}
+""",
+    "margin": """
+@inproceedings{hadsell2006dimensionality,
+    title={Dimensionality Reduction by Learning an Invariant Mapping},
+    author={Hadsell, Raia and Chopra, Sumit and LeCun, Yann},
+    booktitle={2006 IEEE Computer Society Conference on Computer Vision and Pattern Recognition (CVPR'06)},
+    year={2006}
+}
+""",
+    "cosine_target": """
+@misc{tunstall2022efficient,
+    title={Efficient Few-Shot Learning Without Prompts},
+    author={Tunstall, Lewis and Reimers, Nils and Jo, Unso Eun Seo and Bates, Luke and Korat, Daniel and Wasserblat, Moshe and Pereg, Oren},
+    year={2022},
+    eprint={2209.11055},
+    archivePrefix={arXiv}
+}
+""",
+    "memory": """
+@inproceedings{wang2020xbm,
+    title={Cross-Batch Memory for Embedding Learning},
+    author={Wang, Xun and Zhang, Haozhi and Huang, Weilin and Scott, Matthew R.},
+    booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+    year={2020},
+    eprint={1912.06798},
+    archivePrefix={arXiv}
+}
+""",
+}
+
+
+def build_objective(
+    objective: str | PairObjective,
+    *,
+    temperature: float,
+    t_neg: float,
+    margin: float,
+    balance: bool,
+    reduction: str,
+) -> PairObjective:
+    """An objective from a name and the losses' flat keyword arguments (only the relevant ones are used)."""
+    if isinstance(objective, PairObjective):
+        return objective
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}.")
+    if objective == "supcon":
+        if balance:
+            raise ValueError("balance=True applies to the 'cosine_target' and 'margin' objectives, not to 'supcon'.")
+        return get_objective("supcon", temperature=temperature, reduction=reduction)
+    if objective == "margin":
+        return get_objective("margin", margin=margin, reduction=reduction, balance=balance)
+    return get_objective("cosine_target", t_neg=t_neg, reduction=reduction, balance=balance)
+
+
+def check_class_labels(labels: Tensor | None, n: int, loss_name: str) -> Tensor:
+    """Integer class ids, one per embedding, or a ValueError that names the loss and the problem."""
+    if labels is None:
+        raise ValueError(
+            f"{loss_name} needs integer class labels, one per text (a 'label' column), but got none. "
+            "Note that SentenceTransformer.fit drops the label column when every label is 0."
+        )
+    try:
+        return check_labels(labels, n, "labels")
+    except ValueError as exc:
+        raise ValueError(f"{loss_name}: {exc}") from None
+
+
+class AlignmentLossBase(nn.Module):
+    """Stores the model and objective; gives the config dict and citation in sentence-transformers style."""
+
+    def __init__(self, model: nn.Module, objective: PairObjective, backend: str = "auto") -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+        self.backend = backend
+
+    def embed(self, features: dict[str, Tensor]) -> Tensor:
+        return self.model(features)["sentence_embedding"]
+
+    @property
+    def is_training_step(self) -> bool:
+        """True for a forward pass that will be back-propagated (not evaluation under ``torch.no_grad``)."""
+        return self.training and torch.is_grad_enabled()
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return dict(self.objective.get_config_dict())
+
+    @property
+    def citation(self) -> str:
+        return CITATIONS[self.objective.name] if self.objective.name in CITATIONS else ""
+
+
+def batch_keys(embeddings: Tensor, labels: Tensor, gather_across_devices: bool) -> tuple[list[Tensor], list[Tensor]]:
+    """Keys for a batch against itself: the local batch first (so ``exclude_self`` holds), then, with
+    ``gather_across_devices``, the other ranks' batches (their gradient flows back to their rank)."""
+    keys, key_labels = [embeddings], [labels]
+    if gather_across_devices:
+        from ..distributed import gather_keys
+
+        other, other_labels = gather_keys(embeddings, labels)
+        keys += other
+        key_labels += other_labels
+    return keys, key_labels

