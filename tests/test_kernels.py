@@ -1,0 +1,282 @@
+"""The chunked backend and the dispatch, held to the materialised reference (values and gradients).
+
+Tolerances (relative to the reference's scale): float64 1e-10, float32 1e-5, fp16 1e-3 (inputs in fp16, both
+backends accumulate in fp32, so only summation order differs), bf16 1e-2 against a float64 reference on the
+upcast inputs.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sbert_align.kernels import pairwise_loss, resolve_backend
+from sbert_align.kernels._inputs import check_pair_inputs
+from sbert_align.kernels.chunked import chunked_pairwise_loss, default_tile_size
+from sbert_align.objectives import get_objective
+
+OBJECTIVES = [
+    ("supcon", {"temperature": 0.1}),
+    ("supcon", {"temperature": 0.5, "reduction": "sum"}),
+    ("cosine_target", {"t_neg": 0.0}),
+    ("cosine_target", {"t_neg": -0.3, "balance": True}),
+    ("margin", {"margin": 0.2}),
+    ("margin", {"margin": 0.5, "reduction": "sum"}),
+]
+OBJ_IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for n, p in OBJECTIVES]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    assert torch.isfinite(a).all(), "NaN/inf in the backend's output"
+    # floor: a gradient that is zero up to rounding (D = 1: normalised 1-D vectors have no direction to move)
+    return float((a - b).norm() / b.norm().clamp_min(1e-3))
+
+
+def _case(b, m, d, n_classes=3, dtype=torch.float64, seed=0, labels=None, mem_labels=None, mem_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, d, generator=g, dtype=torch.float64).to(dtype).requires_grad_(True)
+    mem = torch.randn(m, d, generator=g, dtype=torch.float64).to(dtype).requires_grad_(mem_grad)
+    y = labels if labels is not None else torch.randint(0, n_classes, (b,), generator=g)
+    ym = mem_labels if mem_labels is not None else torch.randint(0, n_classes, (m,), generator=g)
+    return q, mem, y, ym
+
+
+def _run(backend, q, keys, y, key_labels, name, params, exclude_self, tile_size=None):
+    """Loss and gradients w.r.t. q and every key part that requires grad (other than q itself)."""
+    loss = pairwise_loss(
+        q,
+        keys,
+        y,
+        key_labels,
+        objective=name,
+        backend=backend,
+        exclude_self=exclude_self,
+        tile_size=tile_size,
+        **params,
+    )
+    wrt = [q] + [k for k in keys if k.requires_grad and k is not q]
+    grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+    grads = [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads)]
+    return loss, grads
+
+
+def _compare(q, keys, y, key_labels, name, params, exclude_self, tile_size, tol):
+    ref_loss, ref_grads = _run("reference", q, keys, y, key_labels, name, params, exclude_self)
+    loss, grads = _run("chunked", q, keys, y, key_labels, name, params, exclude_self, tile_size)
+    assert loss.dtype == ref_loss.dtype
+    assert abs(float(loss.detach()) - float(ref_loss.detach())) <= tol * max(1.0, abs(float(ref_loss.detach()))), (
+        loss,
+        ref_loss,
+    )
+    for g, rg in zip(grads, ref_grads):
+        assert g.dtype == rg.dtype and g.shape == rg.shape
+        assert _rel(g, rg) <= tol, _rel(g, rg)
+    return loss, grads
+
+
+SHAPES = [
+    # (B, M, D, tile): B not a multiple of the tile, M = 1, D = 1, tile 1, tile larger than everything
+    (7, 13, 5, 4),
+    (7, 1, 5, 4),
+    (5, 9, 1, 3),
+    (6, 0, 4, 4),
+    (3, 11, 8, 1),
+    (9, 20, 6, 1000),
+]
+
+
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_chunked_matches_reference_float64(name, params, shape, exclude_self):
+    b, m, d, tile = shape
+    q, mem, y, ym = _case(b, m, d, seed=b * 100 + m, mem_grad=True)
+    _compare(q, [q, mem], y, [y, ym], name, params, exclude_self, tile, tol=1e-10)
+
+
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_chunked_label_edge_cases(name, params):
+    # labels with gaps, all one class, no positives at all
+    q, mem, _, _ = _case(7, 10, 5)
+    cases = [
+        (torch.tensor([3, 100, 7, 3, 3, 7, 100]), torch.tensor([7, 3, 100, 100, 3, 7, 7, 3, 100, 3])),
+        (torch.full((7,), 4), torch.full((10,), 4)),
+        (torch.arange(7) * 10, torch.arange(10) * 10 + 1000),
+    ]
+    for y, ym in cases:
+        for exclude_self in (True, False):
+            _compare(q, [q, mem], y, [y, ym], name, params, exclude_self, 3, tol=1e-10)
+
+
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_chunked_gradcheck(name, params):
+    q, mem, y, ym = _case(4, 6, 3, seed=1, mem_grad=True)
+    obj = get_objective(name, **params)
+
+    def f(qq, mm):
+        inputs = check_pair_inputs(qq, [qq, mm], y, [y, ym], True)
+        return chunked_pairwise_loss(inputs, obj, tile_size=3)
+
+    # margin's max(0, .)^2 has a continuous first derivative, so gradcheck holds away from the kink.
+    assert torch.autograd.gradcheck(f, (q.detach().requires_grad_(), mem.detach().requires_grad_()))
+
+
+def test_chunked_several_parts_mixed_requires_grad():
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    extra = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    mem1 = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    mem2 = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 0, 1, 5])
+    ys = [y, torch.tensor([0, 0, 1, 9, 2]), torch.randint(0, 3, (7,), generator=g), torch.tensor([5, 1, 1])]
+    for name, params in OBJECTIVES:
+        for exclude_self in (True, False):
+            # batch part is q itself plus extra keys that require grad, a detached memory, a memory with grad
+            keys = [q, extra, mem1, mem2]
+            _compare(q, keys, y, ys, name, params, exclude_self, 4, tol=1e-10)
+    loss = pairwise_loss(q, [q, mem1], y, [y, ys[2]], backend="chunked", tile_size=2)
+    loss.backward()
+    assert mem1.grad is None and q.grad is not None
+
+
+def test_chunked_keys_are_not_the_queries():
+    """Queries and keys are different tensors (query-key retrieval); gradients go to both."""
+    q, mem, y, ym = _case(5, 8, 4, seed=7, mem_grad=True)
+    for name, params in OBJECTIVES:
+        _compare(q, [mem], y, [ym], name, params, False, 3, tol=1e-10)
+
+
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_no_valid_key_is_finite_with_zero_gradient(name, params):
+    q = torch.randn(1, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([2])
+    for backend in ("reference", "chunked"):
+        loss = pairwise_loss(q, [q], y, [y], objective=name, backend=backend, exclude_self=True, **params)
+        (grad,) = torch.autograd.grad(loss, q)
+        assert float(loss.detach()) == 0.0
+        assert torch.equal(grad, torch.zeros_like(grad))
+    # and with an empty memory part
+    mem = torch.zeros(0, 4, dtype=torch.float64)
+    loss = pairwise_loss(q, [q, mem], y, [y, y[:0]], objective=name, backend="chunked", exclude_self=True, **params)
+    (grad,) = torch.autograd.grad(loss, q)
+    assert float(loss.detach()) == 0.0 and torch.equal(grad, torch.zeros_like(grad))
+
+
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_chunked_float32(name, params):
+    q, mem, y, ym = _case(37, 70, 16, dtype=torch.float32, seed=5)
+    _compare(q, [q, mem], y, [y, ym], name, params, True, 16, tol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 1e-3), (torch.bfloat16, 1e-3)])
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_chunked_half_inputs_same_as_reference(name, params, dtype, tol):
+    """Same half-precision inputs: both accumulate in fp32, so they agree to summation order."""
+    q, mem, y, ym = _case(33, 50, 24, dtype=dtype, seed=11)
+    loss, grads = _compare(q, [q, mem], y, [y, ym], name, params, True, 16, tol=tol)
+    assert loss.dtype == torch.float32 and grads[0].dtype == dtype
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 1e-3), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_chunked_half_against_float64_truth(name, params, dtype, tol):
+    """Half inputs against the float64 reference on the same (upcast) values: the stated per-dtype tolerance."""
+    q, mem, y, ym = _case(33, 50, 24, dtype=dtype, seed=12)
+    loss, grads = _run("chunked", q, [q, mem], y, [y, ym], name, params, True, 16)
+    q64 = q.detach().double().requires_grad_(True)
+    ref_loss, ref_grads = _run("reference", q64, [q64, mem.detach().double()], y, [y, ym], name, params, True)
+    assert abs(float(loss.detach()) - float(ref_loss.detach())) <= tol * max(1.0, abs(float(ref_loss.detach())))
+    assert _rel(grads[0], ref_grads[0]) <= 10 * tol  # the gradient is rounded to the input dtype once more
+
+
+def test_chunked_under_autocast_is_unchanged():
+    q, mem, y, ym = _case(9, 12, 8, dtype=torch.float32, seed=2)
+    plain = pairwise_loss(q, [q, mem], y, [y, ym], backend="chunked", exclude_self=True, tile_size=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = pairwise_loss(q, [q, mem], y, [y, ym], backend="chunked", exclude_self=True, tile_size=5)
+    assert auto.dtype == torch.float32
+    assert torch.equal(plain, auto)
+
+
+def test_chunked_uses_no_quadratic_memory_in_backward(monkeypatch):
+    """The chunked backward never sees a block wider than the tile (so no (B x M) matrix)."""
+    import sbert_align.kernels.chunked as ch
+
+    widths = []
+    real = ch._tile_masks
+
+    def spy(q_labels, k_labels, exclude_self, key_start):
+        widths.append(k_labels.shape[0])
+        return real(q_labels, k_labels, exclude_self, key_start)
+
+    monkeypatch.setattr(ch, "_tile_masks", spy)
+    q, mem, y, ym = _case(8, 100, 4, dtype=torch.float32)
+    pairwise_loss(q, [q, mem], y, [y, ym], backend="chunked", tile_size=16).backward()
+    assert widths and max(widths) <= 16
+    # forward and backward each visit every key once
+    assert sum(widths) == 2 * (8 + 100)
+
+
+def test_chunked_detached_memory_gets_no_key_gradient_work(monkeypatch):
+    """Tiles of a detached part never go through the key-normalisation backward."""
+    import sbert_align.kernels.chunked as ch
+
+    rows = []
+    real = ch._normalize_backward
+
+    def spy(x, d_n, dtype):
+        rows.append(x.shape[0])
+        return real(x, d_n, dtype)
+
+    monkeypatch.setattr(ch, "_normalize_backward", spy)
+    q, mem, y, ym = _case(8, 100, 4, dtype=torch.float32)
+    pairwise_loss(q, [q, mem], y, [y, ym], backend="chunked", tile_size=16).backward()
+    # only the batch part's keys (8 rows, one tile) and the queries (8 rows)
+    assert sorted(rows) == [8, 8]
+
+
+def test_default_tile_size():
+    assert default_tile_size(1) == 16384
+    assert default_tile_size(1024) == 4096
+    assert default_tile_size(1 << 20) == 256
+    t = default_tile_size(3000)
+    assert t & (t - 1) == 0
+
+
+def test_dispatch_and_override(monkeypatch):
+    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
+    assert resolve_backend("auto", "cpu", 100) == "reference"
+    assert resolve_backend("auto", "cpu", 1 << 30) == "chunked"
+    assert resolve_backend("chunked", "cpu", 10) == "chunked"
+    monkeypatch.setenv("SBERT_ALIGN_KERNEL", "chunked")
+    assert resolve_backend("auto", "cpu", 10) == "chunked"
+    assert resolve_backend("reference", "cpu", 10) == "reference"
+    monkeypatch.setenv("SBERT_ALIGN_KERNEL", "nope")
+    with pytest.raises(ValueError, match="SBERT_ALIGN_KERNEL"):
+        resolve_backend("auto", "cpu", 10)
+    with pytest.raises(ValueError, match="backend"):
+        resolve_backend("fast", "cpu", 10)
+
+
+def test_env_override_reaches_chunked(monkeypatch):
+    import sbert_align.kernels.chunked as ch
+
+    calls = []
+    real = ch.chunked_pairwise_loss
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ch, "chunked_pairwise_loss", spy)
+    monkeypatch.setenv("SBERT_ALIGN_KERNEL", "chunked")
+    q, mem, y, ym = _case(4, 5, 3)
+    pairwise_loss(q, [q, mem], y, [y, ym])
+    assert calls == [1]
+
+
+def test_chunked_bad_tile_size():
+    q, mem, y, ym = _case(4, 5, 3)
+    with pytest.raises(ValueError, match="tile_size"):
+        pairwise_loss(q, [q, mem], y, [y, ym], backend="chunked", tile_size=0)
