@@ -111,7 +111,7 @@ class AlignmentLossBase(nn.Module):
 
     @property
     def citation(self) -> str:
-        return CITATIONS[self.objective.name] if self.objective.name in CITATIONS else ""
+        return CITATIONS.get(self.objective.name, "")
 
 
 def batch_keys(embeddings: Tensor, labels: Tensor, gather_across_devices: bool) -> tuple[list[Tensor], list[Tensor]]:
