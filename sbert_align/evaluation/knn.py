@@ -117,10 +117,23 @@ def knn_classify(
     for start in range(0, queries.shape[0], VOTE_CHUNK):
         chunk = queries[start : start + VOTE_CHUNK]
         sims, idx = similarity_topk(chunk, references, k + 1 if leave_one_out else k, chunk_size=chunk_size)
+        sims, idx = _order_neighbours(sims, idx)
         if leave_one_out:
             sims, idx = _drop_self(sims, idx, start, k)
         predictions.append(_vote(sims.double(), ref_ids_t[idx], len(classes), weights))
     return classes[torch.cat(predictions).cpu().numpy()]
+
+
+def _order_neighbours(sims: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort each row by decreasing similarity, equal similarities by increasing reference index.
+
+    ``similarity_topk`` returns neighbours most similar first, but its order among equal similarities is not
+    guaranteed to follow the index; the tie-breaking rule needs it to.
+    """
+    by_index = torch.argsort(idx, dim=1)
+    sims, idx = sims.gather(1, by_index), idx.gather(1, by_index)
+    by_sim = torch.sort(sims, dim=1, descending=True, stable=True).indices
+    return sims.gather(1, by_sim), idx.gather(1, by_sim)
 
 
 def _drop_self(sims: Tensor, idx: Tensor, offset: int, k: int) -> tuple[Tensor, Tensor]:
