@@ -459,7 +459,11 @@ def test_query_key_evaluator_on_model(tiny_model, tmp_path, monkeypatch):
 
 def test_knn_evaluator_in_trainer_load_best_model(tiny_model, tmp_path):
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import BatchAllTripletLoss
 
     label_ids = {"geo": 0, "bank": 1, "fun": 2}
@@ -492,9 +496,15 @@ def test_knn_evaluator_in_trainer_load_best_model(tiny_model, tmp_path):
     trainer.train()
     evals = [log for log in trainer.state.log_history if "eval_knn_accuracy" in log]
     assert [log["step"] for log in evals] == [2, 4, 6]
-    assert trainer.state.best_metric == max(log["eval_knn_accuracy"] for log in evals)
-    assert trainer.state.best_model_checkpoint is not None
-    rows = list(csv.reader(open(tmp_path / "run" / "eval" / "knn_evaluation_knn_results.csv")))
-    assert len(rows) == 1 + 3
-    # The loaded best model scores the best metric again.
+    best = max(evals, key=lambda log: log["eval_knn_accuracy"])  # the first of equal maxima, as the trainer keeps
+    assert trainer.state.best_metric == best["eval_knn_accuracy"]
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "run" / f"checkpoint-{best['step']}")
+    with open(tmp_path / "run" / "eval" / "knn_evaluation_knn_results.csv") as f:
+        rows = list(csv.reader(f))
+    assert [row[1] for row in rows] == ["steps", "2", "4", "6"]
+    # The model at the end is the best checkpoint (not the last one) and scores the best metric again.
+    embeddings = trainer.model.encode(TEXTS)
+    np.testing.assert_allclose(embeddings, SentenceTransformer(trainer.state.best_model_checkpoint).encode(TEXTS))
+    assert best["step"] != 6  # with this seed; otherwise the comparison below would not test loading
+    assert not np.allclose(embeddings, SentenceTransformer(str(tmp_path / "run" / "checkpoint-6")).encode(TEXTS))
     assert evaluator(trainer.model)["knn_accuracy"] == pytest.approx(trainer.state.best_metric)
