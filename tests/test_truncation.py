@@ -17,7 +17,7 @@ def _check_cut(tok, texts, length, padding_side="right"):
     full = tok(texts, padding=True, return_tensors="pt")
     cut = truncate_features(full, length, _framing_ids(tok), tok.pad_token_id, padding_side)
     assert cut["input_ids"].shape[1] <= length
-    for row, text in enumerate(texts):
+    for row in range(len(texts)):
         m = cut["attention_mask"][row].bool()
         ids = cut["input_ids"][row][m].tolist()
         orig = full["input_ids"][row][full["attention_mask"][row].bool()].tolist()
