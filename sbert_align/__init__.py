@@ -6,7 +6,17 @@ similarity kernels, and kNN / clustering / retrieval evaluators.
 
 from __future__ import annotations
 
+from .evaluation import (
+    KMeansEvaluator,
+    KNNEvaluator,
+    QueryKeyTopKEvaluator,
+    kmeans_metrics,
+    knn_classify,
+    knn_metrics,
+    query_key_metrics,
+)
 from .kernels import pairwise_loss, similarity_topk
+from .losses import AllNegativesLoss, AnnealedPairLoss, ClassAlignmentLoss
 from .memory import MemoryBank
 from .objectives import CosineTargetObjective, MarginObjective, PairObjective, SupConObjective, get_objective
 from .schedules import Schedule, schedule_value
@@ -14,6 +24,16 @@ from .schedules import Schedule, schedule_value
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClassAlignmentLoss",
+    "AllNegativesLoss",
+    "AnnealedPairLoss",
+    "KNNEvaluator",
+    "KMeansEvaluator",
+    "QueryKeyTopKEvaluator",
+    "knn_classify",
+    "knn_metrics",
+    "kmeans_metrics",
+    "query_key_metrics",
     "pairwise_loss",
     "similarity_topk",
     "MemoryBank",
