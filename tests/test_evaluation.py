@@ -484,6 +484,8 @@ def test_knn_evaluator_in_trainer_load_best_model(tiny_model, tmp_path):
         report_to="none",
         logging_steps=2,
         use_cpu=True,
+        save_only_model=True,
+        dataloader_pin_memory=False,
         seed=0,
     )
     trainer = SentenceTransformerTrainer(
@@ -508,3 +510,28 @@ def test_knn_evaluator_in_trainer_load_best_model(tiny_model, tmp_path):
     assert best["step"] != 6  # with this seed; otherwise the comparison below would not test loading
     assert not np.allclose(embeddings, SentenceTransformer(str(tmp_path / "run" / "checkpoint-6")).encode(TEXTS))
     assert evaluator(trainer.model)["knn_accuracy"] == pytest.approx(trainer.state.best_metric)
+
+
+def test_evaluator_in_legacy_fit(tiny_model, tmp_path):
+    from sentence_transformers import InputExample
+    from sentence_transformers.sentence_transformer.losses import BatchAllTripletLoss
+    from torch.utils.data import DataLoader
+
+    label_ids = {"geo": 0, "bank": 1, "fun": 2}
+    examples = [InputExample(texts=[text], label=label_ids[label]) for text, label in zip(TEXTS, LABELS)]
+    loader = DataLoader(examples, batch_size=6, shuffle=False)
+    evaluator = KMeansEvaluator(TEXTS, LABELS, n_init=2, name="clusters")
+    tiny_model.fit(
+        train_objectives=[(loader, BatchAllTripletLoss(tiny_model))],
+        evaluator=evaluator,
+        epochs=1,
+        evaluation_steps=1,
+        warmup_steps=0,
+        output_path=str(tmp_path / "fit"),
+        show_progress_bar=False,
+    )
+    assert evaluator.primary_metric == "clusters_v_measure"
+    assert "clusters_v_measure" in tiny_model.model_card_data.eval_results_dict[evaluator]
+    with open(tmp_path / "fit" / "eval" / "kmeans_evaluation_clusters_results.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:3] == ["epoch", "steps", "v_measure"] and rows[-1][1] == "2"

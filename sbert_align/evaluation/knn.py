@@ -287,7 +287,6 @@ class KNNEvaluator(AlignmentEvaluator):
     ):
         super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
         self.reference_texts = check_inputs(reference_texts, "reference_texts")
-        check_same_length(self.reference_texts, list(reference_labels), "reference_texts", "reference_labels")
         if leave_one_out:
             if query_texts is not None or query_labels is not None:
                 raise ValueError(
@@ -300,10 +299,11 @@ class KNNEvaluator(AlignmentEvaluator):
             if query_texts is None or query_labels is None:
                 raise ValueError("query_texts and query_labels are required unless leave_one_out=True.")
             self.query_texts = check_inputs(query_texts, "query_texts")
-            check_same_length(self.query_texts, list(query_labels), "query_texts", "query_labels")
             (self.reference_ids, self.query_ids), self.classes = encode_labels(
                 (reference_labels, "reference_labels"), (query_labels, "query_labels")
             )
+            check_same_length(self.query_texts, self.query_ids, "query_texts", "query_labels")
+        check_same_length(self.reference_texts, self.reference_ids, "reference_texts", "reference_labels")
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
         self.k = check_k(k, len(self.reference_texts), leave_one_out)
