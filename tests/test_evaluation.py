@@ -353,6 +353,8 @@ def test_query_key_errors():
         query_key_metrics(queries, keys[:4])
     with pytest.raises(ValueError, match="dimension"):
         query_key_metrics(queries, keys[:, :3])
+    with pytest.raises(ValueError, match="chunk_size"):
+        query_key_metrics(queries, keys, ks=(1,), chunk_size=0)
 
 
 # ------------------------------------------------------------------------------- evaluators on a model, training

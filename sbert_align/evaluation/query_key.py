@@ -68,6 +68,8 @@ def own_key_ranks(
     Returns:
         ``(Q,)`` int64 ranks on ``queries``' device.
     """
+    if chunk_size < 1 or query_chunk_size < 1:
+        raise ValueError(f"chunk_size and query_chunk_size must be >= 1, got {chunk_size} and {query_chunk_size}.")
     if keys.shape[0] < queries.shape[0]:
         raise ValueError(
             f"there must be at least one key per query: {queries.shape[0]} queries, {keys.shape[0]} keys."
