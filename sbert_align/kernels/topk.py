@@ -15,6 +15,29 @@ from ._inputs import compute_dtype
 __all__ = ["chunked_similarity_topk"]
 
 
+def _sort_by_value_then_index(values: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
+    """Order each row by value (descending), equal values by index (ascending)."""
+    order = torch.argsort(indices, dim=1)
+    values, indices = torch.gather(values, 1, order), torch.gather(indices, 1, order)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    return torch.gather(values, 1, order), torch.gather(indices, 1, order)
+
+
+def topk_smallest_index_ties(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``torch.topk`` with a fixed tie rule: among equal values the smaller column index wins, also at the k-th
+    place. ``torch.topk`` alone picks tied columns in an unspecified order; rows where a tie straddles the k-th
+    place (rare outside duplicated texts) are repaired exactly, the rest cost one small sort of k values."""
+    values, indices = torch.topk(sim, k, dim=1)
+    kth = values[:, -1:]
+    ties_out = (sim == kth).sum(1) > (values == kth).sum(1)
+    for row in ties_out.nonzero().flatten().tolist():
+        above = (sim[row] > kth[row]).nonzero().flatten()
+        equal = (sim[row] == kth[row]).nonzero().flatten()[: k - above.numel()]
+        indices[row] = torch.cat([above, equal])
+        values[row] = sim[row, indices[row]]
+    return _sort_by_value_then_index(values, indices)
+
+
 @torch.no_grad()
 def chunked_similarity_topk(
     queries: Tensor,
@@ -44,8 +67,9 @@ def chunked_similarity_topk(
                 kc = F.normalize(kc, dim=-1)
             sim = q @ kc.T
             take = min(k, sim.shape[1])
-            v, i = torch.topk(sim, take, dim=1)
-            # Earlier chunks come first in the concatenation, so stable sorting keeps smaller indices first on ties.
+            v, i = topk_smallest_index_ties(sim, take)
+            # Both lists are ordered by (value desc, index asc) and earlier chunks hold smaller indices, so a stable
+            # sort of the concatenation by value keeps the smaller index first on ties.
             cand_v = torch.cat([best_v, v], dim=1)
             cand_i = torch.cat([best_i, i + ks], dim=1)
             order = torch.sort(cand_v, dim=1, descending=True, stable=True).indices[:, :k]

@@ -1,0 +1,45 @@
+"""Streaming top-k against the materialised reference; a fixed tie rule whatever the chunking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sbert_align import similarity_topk
+from sbert_align.kernels.reference import reference_similarity_topk
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
+@pytest.mark.parametrize("k", [1, 5, 37])
+def test_matches_reference_on_random_data(chunk_size, k):
+    torch.manual_seed(k)
+    q, keys = torch.randn(13, 9, dtype=torch.float64), torch.randn(101, 9, dtype=torch.float64)
+    values, indices = similarity_topk(q, keys, k, chunk_size=chunk_size)
+    ref_v, ref_i = reference_similarity_topk(q, keys, k)
+    assert torch.allclose(values, ref_v) and torch.equal(indices, ref_i)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 100])
+def test_ties_go_to_the_smaller_index(chunk_size):
+    # keys 0..9 are five distinct vectors, each duplicated: key 2j and 2j+1 tie
+    base = torch.randn(5, 4, dtype=torch.float64)
+    keys = base.repeat_interleave(2, dim=0)
+    q = torch.randn(3, 4, dtype=torch.float64)
+    for k in range(1, 11):
+        values, indices = similarity_topk(q, keys, k, chunk_size=chunk_size)
+        sim = torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
+        expected = [sorted(range(10), key=lambda j, r=r: (-sim[r, j].item(), j))[:k] for r in range(3)]
+        assert indices.tolist() == expected
+
+
+def test_dot_product_and_errors():
+    q, keys = torch.randn(2, 3), torch.randn(6, 3)
+    values, indices = similarity_topk(q, keys, 2, normalize=False)
+    ref = torch.topk(q @ keys.T, 2)
+    assert torch.allclose(values, ref.values) and torch.equal(indices, ref.indices)
+    with pytest.raises(ValueError, match="k must be between 1 and the number of keys"):
+        similarity_topk(q, keys, 7)
+    with pytest.raises(ValueError, match="empty"):
+        similarity_topk(q, keys[:0], 1)
+    with pytest.raises(ValueError, match="dimension"):
+        similarity_topk(q, torch.randn(6, 4), 1)
