@@ -238,8 +238,8 @@ def test_chunked_detached_memory_gets_no_key_gradient_work(monkeypatch):
 
 def test_default_tile_size():
     assert default_tile_size(1) == 16384
-    assert default_tile_size(1024) == 4096
-    assert default_tile_size(1 << 20) == 256
+    assert default_tile_size(1024) == 1024
+    assert default_tile_size(1 << 20) == 128
     t = default_tile_size(3000)
     assert t & (t - 1) == 0
 

@@ -26,13 +26,14 @@ from ._inputs import PairInputs, compute_dtype
 
 __all__ = ["chunked_pairwise_loss", "default_tile_size"]
 
-#: Elements of one (B x tile) block that the default tile size aims at (16 MiB in float32).
-TILE_ELEMENTS = 1 << 22
+#: Elements of one (B x tile) block that the default tile size aims at (4 MiB in float32): large enough for an
+#: efficient matmul, small enough that the handful of tile-sized temporaries stays far below the (B x M) matrix.
+TILE_ELEMENTS = 1 << 20
 
 
 def default_tile_size(num_queries: int) -> int:
-    """Keys per tile: about ``TILE_ELEMENTS / B``, at least 256, at most 16384, a power of two."""
-    target = max(256, min(16384, TILE_ELEMENTS // max(1, num_queries)))
+    """Keys per tile: about ``TILE_ELEMENTS / B``, at least 128, at most 16384, a power of two."""
+    target = max(128, min(16384, TILE_ELEMENTS // max(1, num_queries)))
     return 1 << (target.bit_length() - 1)
 
 

@@ -62,6 +62,7 @@ def _sim_tile(
     BLOCK_D: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr,
 ):
     """Cosine similarities of a (BLOCK_B x BLOCK_N) tile: raw dot products times the two inverse norms."""
     acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=ACC_DTYPE)
@@ -76,6 +77,9 @@ def _sim_tile(
         k = tl.load(
             k_ptr + offs_n[:, None] * stride_k + offs_d[None, :], mask=in_n[:, None] & in_d[None, :], other=0.0
         )
+        if DOT_UPCAST:  # the interpreter's bf16 tl.dot is wrong (Triton 3.9); bf16 products are exact in fp32
+            q = q.to(tl.float32)
+            k = k.to(tl.float32)
         acc = tl.dot(q, tl.trans(k), acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     return acc * rq[:, None] * rk[None, :]
 
@@ -116,6 +120,7 @@ def _pair_fwd_kernel(
     BLOCK_D: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr,
 ):
     pid_b = tl.program_id(0)
     pid_s = tl.program_id(1)
@@ -137,7 +142,7 @@ def _pair_fwd_kernel(
         kl = tl.load(kl_ptr + offs_n, mask=in_n, other=-1)
         s = _sim_tile(
             q_ptr, k_ptr, rq, rk, offs_b, offs_n, B, N, D, stride_q, stride_k,
-            BLOCK_B, BLOCK_N, BLOCK_D, ACC_DTYPE, PRECISION,
+            BLOCK_B, BLOCK_N, BLOCK_D, ACC_DTYPE, PRECISION, DOT_UPCAST,
         )  # fmt: skip
         posv, negv, valid = _masks(offs_b, offs_n, B, N, ql, kl, key_offset, EXCLUDE_SELF)
         # --- per-pair terms (the Triton restatement of objectives.pair_stats) ---
@@ -198,6 +203,7 @@ def _pair_bwd_dsim_kernel(
     BLOCK_D: tl.constexpr,
     ACC_DTYPE: tl.constexpr,
     PRECISION: tl.constexpr,
+    DOT_UPCAST: tl.constexpr,
 ):
     pid_b = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -212,7 +218,7 @@ def _pair_bwd_dsim_kernel(
     gscale = tl.load(gscale_ptr)
     s = _sim_tile(
         q_ptr, k_ptr, rq, rk, offs_b, offs_n, B, N, D, stride_q, stride_k,
-        BLOCK_B, BLOCK_N, BLOCK_D, ACC_DTYPE, PRECISION,
+        BLOCK_B, BLOCK_N, BLOCK_D, ACC_DTYPE, PRECISION, DOT_UPCAST,
     )  # fmt: skip
     posv, negv, valid = _masks(offs_b, offs_n, B, N, ql, kl, key_offset, EXCLUDE_SELF)
     # --- per-pair derivatives (the Triton restatement of objectives.pair_grad + the softmax term) ---
@@ -287,6 +293,7 @@ class _TritonPairLoss(torch.autograd.Function):
         rq = _inv_norm(q, acc)
         ql = inputs.query_labels.contiguous()
         precision = "ieee" if in_dtype in (torch.float32, torch.float64) else "tf32"
+        upcast = bool(INTERPRET and in_dtype == torch.bfloat16)
         acc_tl = tl.float64 if acc == torch.float64 else tl.float32
         grid_b = triton.cdiv(n_q, cfg["BLOCK_B"])
         target_programs = 4 * _num_sms(q.device) if q.device.type == "cuda" else 2
@@ -310,7 +317,7 @@ class _TritonPairLoss(torch.autograd.Function):
                     q, k, rq, rk, ql, part_meta[-1][2], stats, lse,
                     n_q, n_k, dim, q.stride(0), k.stride(0), offset, tiles_per_split, p_target, p_scale,
                     OBJ=obj_id, EXCLUDE_SELF=bool(inputs.exclude_self and idx == 0 and offset < n_q),
-                    ACC_DTYPE=acc_tl, PRECISION=precision, **cfg,
+                    ACC_DTYPE=acc_tl, PRECISION=precision, DOT_UPCAST=upcast, **cfg,
                 )  # fmt: skip
                 all_stats.append(stats.sum(0))
                 if obj_id == OBJ_SUPCON:
@@ -325,7 +332,7 @@ class _TritonPairLoss(torch.autograd.Function):
             else:
                 lse = torch.full((n_q,), float("-inf"), dtype=acc, device=q.device)
         ctx.inputs, ctx.objective, ctx.cfg, ctx.opts = inputs, objective, cfg, opts
-        ctx.meta = (obj_id, p_target, p_scale, precision, acc_tl, in_dtype)
+        ctx.meta = (obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast)
         ctx.part_meta = part_meta
         ctx.save_for_backward(queries, q, rq, stats, lse if lse is not None else stats.new_empty(0))
         ctx.has_lse = lse is not None
@@ -337,7 +344,7 @@ class _TritonPairLoss(torch.autograd.Function):
         lse = lse if ctx.has_lse else None
         objective: PairObjective = ctx.objective
         inputs: PairInputs = ctx.inputs
-        obj_id, p_target, p_scale, precision, acc_tl, in_dtype = ctx.meta
+        obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast = ctx.meta
         cfg = ctx.cfg
         acc = stats.dtype
         need_q = ctx.needs_input_grad[3]
@@ -381,7 +388,7 @@ class _TritonPairLoss(torch.autograd.Function):
                         q, k[c0:c1], rq, rk[c0:c1], inputs.query_labels, labels[c0:c1],
                         g_stats, g_lse, lse_safe, gscale, g,
                         n_q, c1 - c0, dim, q.stride(0), k.stride(0), g.stride(0), offset + c0, p_target, p_scale,
-                        OBJ=obj_id, EXCLUDE_SELF=exclude, ACC_DTYPE=acc_tl, PRECISION=precision, **cfg,
+                        OBJ=obj_id, EXCLUDE_SELF=exclude, ACC_DTYPE=acc_tl, PRECISION=precision, DOT_UPCAST=upcast, **cfg,
                     )  # fmt: skip
                     if need_q:
                         kn = F.normalize(k[c0:c1].to(acc), dim=-1).to(in_dtype)

@@ -1,0 +1,235 @@
+"""The fused Triton kernels, held to the materialised reference (values and gradients dQ, dK).
+
+On a machine with CUDA these tests run natively. Without one, they run under Triton's interpreter
+(``TRITON_INTERPRET=1``) in a *subprocess* (:func:`test_triton_interpreter_subprocess`): the variable must be set
+before Triton is imported, and setting it in the main test process would change Triton for the rest of the suite.
+In that child process the same module runs its tests directly.
+
+Tolerances, relative to the reference's norm: float64 1e-9, float32 1e-5 (``input_precision="ieee"``), fp16 1e-3,
+bf16 1e-2. Half-precision comparisons are against the reference on the same half inputs (it upcasts to fp32), so
+what remains is the rounding of the backward's dsim block to the input dtype.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ON_GPU = torch.cuda.is_available()
+CHILD = os.environ.get("SBERT_ALIGN_TRITON_CHILD") == "1" and os.environ.get("TRITON_INTERPRET") == "1"
+RUN_HERE = ON_GPU or CHILD
+DEVICE = "cuda" if ON_GPU else "cpu"
+
+pytestmark = pytest.mark.triton
+here = pytest.mark.skipif(
+    not RUN_HERE, reason="runs under TRITON_INTERPRET=1 in test_triton_interpreter_subprocess (or natively on CUDA)"
+)
+
+if RUN_HERE:
+    from sbert_align.kernels import pairwise_loss
+    from sbert_align.kernels._inputs import check_pair_inputs
+    from sbert_align.kernels.triton_pairwise import triton_pairwise_loss
+    from sbert_align.objectives import get_objective
+
+OBJECTIVES = [
+    ("supcon", {"temperature": 0.1}),
+    ("supcon", {"temperature": 0.5, "reduction": "sum"}),
+    ("cosine_target", {"t_neg": 0.0}),
+    ("cosine_target", {"t_neg": -0.3, "balance": True}),
+    ("margin", {"margin": 0.2}),
+    ("margin", {"margin": 0.5, "reduction": "sum"}),
+]
+OBJ_IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for n, p in OBJECTIVES]
+TOL = {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
+
+
+def test_triton_interpreter_subprocess(request):
+    """Without CUDA: run this module's tests in a child process with TRITON_INTERPRET=1 set before Triton loads."""
+    if RUN_HERE:
+        pytest.skip("the kernel tests run directly in this process")
+    pytest.importorskip("triton")
+    markexpr = request.config.getoption("markexpr") or ""
+    child_expr = f"({markexpr}) and not gpu" if markexpr else "not gpu"
+    env = dict(os.environ, TRITON_INTERPRET="1", SBERT_ALIGN_TRITON_CHILD="1", PYTHONWARNINGS="ignore")
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "pytest", str(Path(__file__).resolve()), "-q", "-p", "no:cacheprovider"]
+    cmd += ["-m", child_expr, "-x", "-W", "ignore"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1200)
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    assert proc.returncode == 0, tail
+    assert " passed" in proc.stdout and " failed" not in proc.stdout, tail
+
+
+def _rel(a, b) -> float:
+    a, b = a.double().cpu(), b.double().cpu()
+    assert torch.isfinite(a).all(), "NaN/inf in the backend's output"
+    return float((a - b).norm() / b.norm().clamp_min(1e-3))
+
+
+def _case(b, m, d, n_classes=3, dtype=torch.float64, seed=0, mem_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, d, generator=g, dtype=torch.float64).to(device=DEVICE, dtype=dtype).requires_grad_(True)
+    mem = torch.randn(m, d, generator=g, dtype=torch.float64).to(device=DEVICE, dtype=dtype).requires_grad_(mem_grad)
+    y = torch.randint(0, n_classes, (b,), generator=g).to(DEVICE)
+    ym = torch.randint(0, n_classes, (m,), generator=g).to(DEVICE)
+    return q, mem, y, ym
+
+
+def _run(backend, q, keys, y, key_labels, name, params, exclude_self, **kw):
+    obj = get_objective(name, **params)
+    inputs = check_pair_inputs(q, keys, y, key_labels, exclude_self)
+    if backend == "triton":
+        loss = triton_pairwise_loss(inputs, obj, **kw)
+    else:
+        loss = pairwise_loss(q, keys, y, key_labels, objective=obj, backend=backend, exclude_self=exclude_self)
+    wrt = [q] + [k for k in keys if k.requires_grad and k is not q]
+    grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+    return loss, [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads)]
+
+
+def _compare(q, keys, y, key_labels, name, params, exclude_self, tol, **kw):
+    ref_loss, ref_grads = _run("reference", q, keys, y, key_labels, name, params, exclude_self)
+    loss, grads = _run("triton", q, keys, y, key_labels, name, params, exclude_self, **kw)
+    assert loss.dtype == ref_loss.dtype
+    lv, rv = float(loss.detach()), float(ref_loss.detach())
+    assert abs(lv - rv) <= tol * max(1.0, abs(rv)), (lv, rv)
+    for g, rg in zip(grads, ref_grads):
+        assert g.dtype == rg.dtype and g.shape == rg.shape
+        assert _rel(g, rg) <= tol, _rel(g, rg)
+    return loss, grads
+
+
+# Small tiles under the interpreter (16 = the smallest tl.dot block) so that B, M and D are not multiples of them,
+# several key splits and several backward chunks are exercised.
+SMALL = {"tile_size": 16, "chunk_size": 16, "splits": 2}
+SHAPES = [(7, 13, 5), (1, 3, 4), (17, 1, 6), (5, 40, 1), (18, 35, 20)]
+
+
+@here
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_triton_float64_odd_shapes(name, params, shape, exclude_self):
+    b, m, d = shape
+    q, mem, y, ym = _case(b, m, d, seed=b * 1000 + m * 10 + d, mem_grad=True)
+    _compare(q, [q, mem], y, [y, ym], name, params, exclude_self, TOL[torch.float64], **SMALL)
+
+
+@here
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_triton_label_edge_cases(name, params):
+    q, mem, _, _ = _case(7, 10, 5)
+    cases = [
+        ([3, 100, 7, 3, 3, 7, 100], [7, 3, 100, 100, 3, 7, 7, 3, 100, 3]),  # labels with gaps
+        ([4] * 7, [4] * 10),  # all one class
+        ([0, 10, 20, 30, 40, 50, 60], [1000 + i for i in range(10)]),  # no positives
+    ]
+    for y, ym in cases:
+        y, ym = torch.tensor(y, device=DEVICE), torch.tensor(ym, device=DEVICE)
+        _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[torch.float64], **SMALL)
+
+
+@here
+def test_triton_several_parts_and_separate_keys():
+    g = torch.Generator().manual_seed(3)
+
+    def t(*shape, grad=False):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).to(DEVICE).requires_grad_(grad)
+
+    q, extra, mem1, mem2 = t(6, 4, grad=True), t(5, 4, grad=True), t(7, 4), t(3, 4, grad=True)
+    y = torch.tensor([0, 1, 2, 0, 1, 5], device=DEVICE)
+    ys = [y] + [torch.randint(0, 3, (n,), generator=g).to(DEVICE) for n in (5, 7, 3)]
+    for name, params in OBJECTIVES:
+        _compare(q, [q, extra, mem1, mem2], y, ys, name, params, True, TOL[torch.float64], **SMALL)
+        _compare(q, [mem2, extra], y, ys[3:] + ys[1:2], name, params, False, TOL[torch.float64], **SMALL)
+
+
+@here
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_triton_no_valid_key_is_finite_with_zero_gradient(name, params):
+    q = torch.randn(1, 4, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    y = torch.tensor([2], device=DEVICE)
+    mem = torch.zeros(0, 4, dtype=torch.float64, device=DEVICE)
+    for keys, labels in (([q], [y]), ([q, mem], [y, y[:0]])):
+        loss, (grad,) = _run("triton", q, keys, y, labels, name, params, True, **SMALL)
+        assert float(loss.detach()) == 0.0
+        assert torch.equal(grad, torch.zeros_like(grad))
+
+
+@here
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name,params", OBJECTIVES[::2], ids=OBJ_IDS[::2])
+def test_triton_lower_precision(name, params, dtype):
+    q, mem, y, ym = _case(19, 37, 24, dtype=dtype, seed=21, mem_grad=False)
+    loss, grads = _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[dtype], **SMALL)
+    assert loss.dtype == torch.float32 and grads[0].dtype == dtype
+
+
+@here
+def test_triton_rejects_custom_objective():
+    from sbert_align.objectives import PairObjective
+
+    inner = get_objective("supcon")
+
+    class Custom(PairObjective):  # the same formula, but not one the Triton kernels know
+        name = "custom"
+        n_stats = inner.n_stats
+        lse_scale = inner.lse_scale
+        pair_stats, pair_grad, finalize = inner.pair_stats, inner.pair_grad, inner.finalize
+
+        def get_config_dict(self):
+            return {"objective": self.name}
+
+    q, mem, y, ym = _case(3, 4, 4)
+    inputs = check_pair_inputs(q, [q, mem], y, [y, ym], True)
+    with pytest.raises(ValueError, match="chunked"):
+        triton_pairwise_loss(inputs, Custom())
+
+
+@here
+@pytest.mark.slow
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_triton_larger_shapes(name, params):
+    q, mem, y, ym = _case(67, 300, 40, n_classes=5, seed=8)
+    _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[torch.float64], tile_size=32, chunk_size=64)
+
+
+# ---------------------------------------------------------------- native CUDA only
+gpu = pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device")
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_gpu_default_blocks(name, params, dtype):
+    """Default GPU block sizes (128 x 128 x 64 for half types), several splits and chunks, D = 384."""
+    q, mem, y, ym = _case(300, 5003, 384, n_classes=20, dtype=dtype, seed=4)
+    _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[dtype], chunk_size=2048)
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,params", OBJECTIVES[::2], ids=OBJ_IDS[::2])
+def test_gpu_float64(name, params):
+    q, mem, y, ym = _case(70, 333, 33, seed=9, mem_grad=True)
+    _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[torch.float64])
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_auto_dispatch_picks_triton(monkeypatch):
+    import sbert_align.kernels.triton_pairwise as tp
+
+    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
+    calls = []
+    real = tp.triton_pairwise_loss
+    monkeypatch.setattr(tp, "triton_pairwise_loss", lambda *a, **k: calls.append(1) or real(*a, **k))
+    q, mem, y, ym = _case(256, 20000, 64, dtype=torch.bfloat16)
+    pairwise_loss(q, [q, mem], y, [y, ym], exclude_self=True).backward()
+    assert calls == [1] and torch.isfinite(q.grad.float()).all()
