@@ -216,10 +216,13 @@ def compare_frozen(
     max_train: int | None = None,
     show_progress_bar: bool = True,
     log: Callable[[str], None] = print,
+    on_model_done: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """kNN accuracy (train as references, test as queries) of frozen encoders under each pooling, per dataset.
 
     Every distinct text of all datasets is encoded once per model (TREC-6 and TREC-50 share their texts).
+    ``on_model_done(rows_so_far)`` is called after each model (the command line writes its outputs there, so a
+    long run keeps the finished models' results).
     Returns one row per (model, pooling, dataset): accuracy, macro-F1, sizes, seconds spent encoding.
     """
     from .data import load_splits
@@ -261,6 +264,8 @@ def compare_frozen(
                 )
                 log(f"  {d:>10} {p:>10}: kNN@{k} accuracy {res['accuracy']:.4f}")
         del model, emb
+        if on_model_done is not None:
+            on_model_done(rows)
     return rows
 
 
@@ -735,6 +740,7 @@ def _cmd_compare(args, log: Callable[[str], None] = print) -> list[dict[str, Any
         max_train=args.max_train_samples,
         show_progress_bar=not args.quiet,
         log=log,
+        on_model_done=lambda rows: _compare_outputs(rows, Path(args.out), args.name, args.k, time.perf_counter() - t0),
     )
     paths = _compare_outputs(rows, Path(args.out), args.name, args.k, time.perf_counter() - t0)
     print(paths["md"].read_text())
