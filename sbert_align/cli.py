@@ -529,6 +529,12 @@ def run_demo(args, log: Callable[[str], None] = print) -> dict[str, Any]:
     t0 = time.perf_counter()
     out = Path(args.out)
     before_model = load_model(args.model)
+    eval_steps = args.eval_steps
+    if eval_steps is None:  # twice per epoch: a training curve with a mid-epoch point, at one extra encoding
+        from .data import load_splits
+
+        n_train = len(load_splits(args.data).subsample("train", args.max_train_samples).labels("train"))
+        eval_steps = max(1, n_train // args.batch_size // 2)
     train_args = argparse.Namespace(
         model=args.model,
         data=args.data,
@@ -543,7 +549,7 @@ def run_demo(args, log: Callable[[str], None] = print) -> dict[str, Any]:
         lr=args.lr,
         k=args.k,
         seed=args.seed,
-        eval_steps=args.eval_steps,
+        eval_steps=eval_steps,
         max_train_samples=args.max_train_samples,
         max_seq_length=None,
         out=str(out),
@@ -720,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--memory-size", type=_nonneg_int, default=2048)
     d.add_argument("--memory-warmup-steps", type=_nonneg_int, default=20)
     d.add_argument("--k", type=_positive_int, default=5)
-    d.add_argument("--eval-steps", type=_positive_int, default=60)
+    d.add_argument("--eval-steps", type=_positive_int, default=None, help="default: twice per epoch")
     d.add_argument("--max-train-samples", type=_positive_int, default=None)
     d.add_argument("--projection", choices=("pca", "tsne"), default="tsne")
     d.add_argument("--seed", type=int, default=0)

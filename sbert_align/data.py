@@ -451,6 +451,8 @@ def load_splits(
             raise ValueError(f"data: folder {str(path)!r} must hold train.* and test.* (csv, tsv or jsonl).")
         raw = {"train": read_table(train), "test": read_table(test)}
         return _build(path.name, raw, text_columns, label_column, str(path))
+    if path.suffix.lower() in _SUFFIXES and not spec_str.startswith("hf:"):
+        raise ValueError(f"data: no such file {spec_str!r}.")
     if spec_str.startswith("hf:") or ("/" in spec_str and not spec_str.startswith((".", "/", "~"))):
         return _load_hub(spec_str.removeprefix("hf:"), text_columns, label_column, test_fraction, seed)
     known = ", ".join(sorted(NAMED_SETS))

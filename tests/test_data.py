@@ -92,6 +92,8 @@ def test_scores_stay_floats_and_custom_columns(tmp_path):
 def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="neither a known name"):
         D.load_splits("no-such-set")
+    with pytest.raises(ValueError, match="no such file"):
+        D.load_splits("some/dir/missing.csv")
     bad = _write_csv(tmp_path / "bad.csv", ["body", "label"], [("x", "a"), ("y", "b"), ("z", "a")])
     with pytest.raises(ValueError, match="cannot find the text column"):
         D.load_splits(bad)
