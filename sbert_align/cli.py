@@ -489,6 +489,10 @@ def run_evaluate(args, log: Callable[[str], None] = print) -> dict[str, Any]:
     rows: list[list[Any]] = []
     if args.data:
         data = load_splits(args.data, label_column=args.label_column).subsample("train", args.max_train_samples)
+        if args.split == "validation":
+            from .data import train_validation_split
+
+            data = train_validation_split(data, args.validation_fraction, seed=args.seed)
         results["data"] = data.summary()
         metrics = args.metrics or (["topk"] if data.is_pairs else ["knn", "kmeans"])
         for m in metrics:
@@ -683,7 +687,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--metrics", type=_metric_list, default=None, help="comma-separated: knn,kmeans,topk (default by data kind)"
     )
-    e.add_argument("--split", default="test", choices=("test", "train"))
+    e.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "validation"),
+        help="queries: the test split, or a validation split carved from train (seeded; train keeps the rest)",
+    )
+    e.add_argument("--validation-fraction", type=_positive_float, default=0.1)
+    e.add_argument("--seed", type=int, default=0)
     e.add_argument("--k", type=_positive_int, default=5)
     e.add_argument("--max-train-samples", type=_positive_int, default=None)
     e.add_argument("--label-column", default=None)

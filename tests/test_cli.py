@@ -200,6 +200,18 @@ def test_evaluate_matches_the_pure_knn_function(capsys, tmp_path, tiny_model_dir
     assert 0 <= res["kmeans"]["test_v_measure"] <= 1
     assert f"| {data.name} | knn | test_accuracy |" in printed
 
+    # validation carved from train: train keeps the rest, queries never come from test
+    code, _, err = _run(capsys, [*argv[:-1], "knn", "--split", "validation", "--k", "3", "--out", str(out), "--quiet"])
+    assert code == 0, err
+    from sbert_align.data import train_validation_split
+
+    carved = train_validation_split(data, 0.1, seed=0)
+    expected = knn_metrics(
+        tiny_model.encode(carved.texts("train")), carved.labels("train"),
+        tiny_model.encode(carved.texts("validation")), carved.labels("validation"), k=3,
+    )  # fmt: skip
+    assert json.loads(out.read_text())["knn"]["validation_accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+
 
 def test_evaluate_topk_on_pairs_and_mteb_local(capsys, tmp_path, tiny_model_dir, toy_dir, pair_dir):
     out = tmp_path / "pairs.json"
