@@ -39,6 +39,7 @@ if RUN_HERE:
 OBJECTIVES = [
     ("supcon", {"temperature": 0.1}),
     ("supcon", {"temperature": 0.5, "reduction": "sum"}),
+    ("supcon", {"temperature": 0.02}),  # scale 50 > 40: the running-maximum log-sum-exp path
     ("cosine_target", {"t_neg": 0.0}),
     ("cosine_target", {"t_neg": -0.3, "balance": True}),
     ("margin", {"margin": 0.2}),

@@ -111,10 +111,10 @@ def _pair_fwd_kernel(
     stride_k,
     key_offset,
     tiles_per_split,
-    p_target,
-    p_scale,
+    params_ptr,
     OBJ: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr,
+    FIXED_MAX: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -128,10 +128,16 @@ def _pair_fwd_kernel(
     in_b = offs_b < B
     rq = tl.load(rq_ptr + offs_b, mask=in_b, other=0.0)
     ql = tl.load(ql_ptr + offs_b, mask=in_b, other=-1)
-    s0 = tl.zeros((BLOCK_B,), dtype=ACC_DTYPE)
-    s1 = tl.zeros((BLOCK_B,), dtype=ACC_DTYPE)
-    s2 = tl.zeros((BLOCK_B,), dtype=ACC_DTYPE)
-    s3 = tl.zeros((BLOCK_B,), dtype=ACC_DTYPE)
+    p_target = tl.load(params_ptr + 0)
+    p_scale = tl.load(params_ptr + 1)
+    # Per-pair terms are accumulated element-wise in (BLOCK_B x BLOCK_N) registers and reduced over keys once at
+    # the end: no cross-thread reduction per tile. With FIXED_MAX the log-sum-exp uses the bound scale * s <= scale
+    # (cosine similarities are <= 1) instead of a running maximum, which is exact while exp(-2 * scale) stays a
+    # normal float (scale <= 40, i.e. temperature >= 0.025); otherwise the running maximum is kept per tile.
+    a0 = tl.zeros((BLOCK_B, BLOCK_N), dtype=ACC_DTYPE)
+    a1 = tl.zeros((BLOCK_B, BLOCK_N), dtype=ACC_DTYPE)
+    a2 = tl.zeros((BLOCK_B, BLOCK_N), dtype=ACC_DTYPE)
+    a3 = tl.zeros((BLOCK_B, BLOCK_N), dtype=ACC_DTYPE)
     m_i = tl.full((BLOCK_B,), _NEG_INF, dtype=ACC_DTYPE)
     l_i = tl.zeros((BLOCK_B,), dtype=ACC_DTYPE)
     n_start = pid_s * tiles_per_split * BLOCK_N
@@ -146,29 +152,39 @@ def _pair_fwd_kernel(
         )  # fmt: skip
         posv, negv, valid = _masks(offs_b, offs_n, B, N, ql, kl, key_offset, EXCLUDE_SELF)
         # --- per-pair terms (the Triton restatement of objectives.pair_stats) ---
-        if OBJ == 2:  # supcon: [n_pos, sum of positive sims] + online logsumexp(scale * s)
-            s0 += tl.sum(tl.where(posv, 1.0, 0.0), axis=1)
-            s1 += tl.sum(tl.where(posv, s, 0.0), axis=1)
-            x = tl.where(valid, s * p_scale, _NEG_INF)
-            m_new = tl.maximum(m_i, tl.max(x, axis=1))
-            m_safe = tl.where(m_new == _NEG_INF, 0.0, m_new)
-            l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(x - m_safe[:, None]), axis=1)
-            m_i = m_new
+        if OBJ == 2:  # supcon: [n_pos, sum of positive sims] + logsumexp(scale * s)
+            a0 += tl.where(posv, 1.0, 0.0)
+            a1 += tl.where(posv, s, 0.0)
+            if FIXED_MAX:
+                a2 += tl.where(valid, tl.exp(s * p_scale - p_scale), 0.0)
+            else:
+                x = tl.where(valid, s * p_scale, _NEG_INF)
+                m_new = tl.maximum(m_i, tl.max(x, axis=1))
+                m_safe = tl.where(m_new == _NEG_INF, 0.0, m_new)
+                l_i = l_i * tl.exp(m_i - m_safe) + tl.sum(tl.exp(x - m_safe[:, None]), axis=1)
+                m_i = m_new
         else:  # cosine_target / margin: [sum pos (1-s)^2, n_pos, sum neg term, n_neg]
-            s0 += tl.sum(tl.where(posv, (1.0 - s) * (1.0 - s), 0.0), axis=1)
-            s1 += tl.sum(tl.where(posv, 1.0, 0.0), axis=1)
+            a0 += tl.where(posv, (1.0 - s) * (1.0 - s), 0.0)
+            a1 += tl.where(posv, 1.0, 0.0)
             if OBJ == 0:
                 nt = (s - p_target) * (s - p_target)
             else:
                 h = tl.maximum(s - p_target, 0.0)
                 nt = h * h
-            s2 += tl.sum(tl.where(negv, nt, 0.0), axis=1)
-            s3 += tl.sum(tl.where(negv, 1.0, 0.0), axis=1)
+            a2 += tl.where(negv, nt, 0.0)
+            a3 += tl.where(negv, 1.0, 0.0)
     out = stats_ptr + (pid_s * B + offs_b) * 4
-    tl.store(out + 0, s0, mask=in_b)
-    tl.store(out + 1, s1, mask=in_b)
-    tl.store(out + 2, s2, mask=in_b)
-    tl.store(out + 3, s3, mask=in_b)
+    tl.store(out + 0, tl.sum(a0, axis=1), mask=in_b)
+    tl.store(out + 1, tl.sum(a1, axis=1), mask=in_b)
+    if OBJ != 2:
+        tl.store(out + 2, tl.sum(a2, axis=1), mask=in_b)
+        tl.store(out + 3, tl.sum(a3, axis=1), mask=in_b)
+    else:
+        tl.store(out + 2, tl.zeros((BLOCK_B,), dtype=ACC_DTYPE), mask=in_b)
+        tl.store(out + 3, tl.zeros((BLOCK_B,), dtype=ACC_DTYPE), mask=in_b)
+        if FIXED_MAX:
+            l_i = tl.sum(a2, axis=1)
+            m_i = tl.zeros((BLOCK_B,), dtype=ACC_DTYPE) + p_scale
     if OBJ == 2:
         lse = tl.where(l_i > 0, m_i + tl.log(l_i), _NEG_INF)
         tl.store(lse_ptr + pid_s * B + offs_b, lse, mask=in_b)
@@ -194,8 +210,7 @@ def _pair_bwd_dsim_kernel(
     stride_k,
     stride_out,
     key_offset,
-    p_target,
-    p_scale,
+    params_ptr,
     OBJ: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr,
     BLOCK_B: tl.constexpr,
@@ -216,6 +231,8 @@ def _pair_bwd_dsim_kernel(
     rk = tl.load(rk_ptr + offs_n, mask=in_n, other=0.0)
     kl = tl.load(kl_ptr + offs_n, mask=in_n, other=-1)
     gscale = tl.load(gscale_ptr)
+    p_target = tl.load(params_ptr + 0)
+    p_scale = tl.load(params_ptr + 1)
     s = _sim_tile(
         q_ptr, k_ptr, rq, rk, offs_b, offs_n, B, N, D, stride_q, stride_k,
         BLOCK_B, BLOCK_N, BLOCK_D, ACC_DTYPE, PRECISION, DOT_UPCAST,
@@ -263,12 +280,18 @@ def _config(dtype: torch.dtype, device: torch.device) -> dict:
         return {"BLOCK_B": 32, "BLOCK_N": 32, "BLOCK_D": 16, "num_warps": 4, "num_stages": 2}
     if dtype == torch.float32:
         return {"BLOCK_B": 64, "BLOCK_N": 64, "BLOCK_D": 32, "num_warps": 4, "num_stages": 3}
-    return {"BLOCK_B": 128, "BLOCK_N": 128, "BLOCK_D": 64, "num_warps": 8, "num_stages": 3}
+    return {"BLOCK_B": 64, "BLOCK_N": 128, "BLOCK_D": 64, "num_warps": 8, "num_stages": 4}
 
 
-def _inv_norm(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``1 / max(||x||, eps)`` per row in ``dtype``: exactly the scale ``F.normalize`` applies."""
-    return 1.0 / torch.linalg.vector_norm(x.to(dtype), dim=-1).clamp_min(1e-12)
+def _inv_norm(x: Tensor, dtype: torch.dtype, rows: int = 1 << 16) -> Tensor:
+    """``1 / max(||x||, eps)`` per row in ``dtype``: exactly the scale ``F.normalize`` applies.
+
+    Rows are upcast in blocks, so a large memory bank is never copied whole in the accumulation dtype.
+    """
+    out = torch.empty(x.shape[0], dtype=dtype, device=x.device)
+    for s in range(0, x.shape[0], rows):
+        out[s : s + rows] = torch.linalg.vector_norm(x[s : s + rows].to(dtype), dim=-1)
+    return 1.0 / out.clamp_min(1e-12)
 
 
 def _common_input_dtype(queries: Tensor, parts: tuple[Tensor, ...]) -> torch.dtype:
@@ -294,6 +317,9 @@ class _TritonPairLoss(torch.autograd.Function):
         ql = inputs.query_labels.contiguous()
         precision = "ieee" if in_dtype in (torch.float32, torch.float64) else "tf32"
         upcast = bool(INTERPRET and in_dtype == torch.bfloat16)
+        # Parameters travel as a tensor in the accumulation dtype (a Python float argument would be rounded to fp32).
+        params = torch.tensor([p_target, p_scale], dtype=acc, device=q.device)
+        fixed_max = bool(obj_id == OBJ_SUPCON and p_scale <= 40.0 and not opts.get("online_max"))
         acc_tl = tl.float64 if acc == torch.float64 else tl.float32
         grid_b = triton.cdiv(n_q, cfg["BLOCK_B"])
         target_programs = 4 * _num_sms(q.device) if q.device.type == "cuda" else 2
@@ -315,8 +341,9 @@ class _TritonPairLoss(torch.autograd.Function):
                 lse = torch.empty(splits, n_q, dtype=acc, device=q.device)
                 _pair_fwd_kernel[(grid_b, splits)](
                     q, k, rq, rk, ql, part_meta[-1][2], stats, lse,
-                    n_q, n_k, dim, q.stride(0), k.stride(0), offset, tiles_per_split, p_target, p_scale,
+                    n_q, n_k, dim, q.stride(0), k.stride(0), offset, tiles_per_split, params,
                     OBJ=obj_id, EXCLUDE_SELF=bool(inputs.exclude_self and idx == 0 and offset < n_q),
+                    FIXED_MAX=fixed_max,
                     ACC_DTYPE=acc_tl, PRECISION=precision, DOT_UPCAST=upcast, **cfg,
                 )  # fmt: skip
                 all_stats.append(stats.sum(0))
@@ -332,7 +359,7 @@ class _TritonPairLoss(torch.autograd.Function):
             else:
                 lse = torch.full((n_q,), float("-inf"), dtype=acc, device=q.device)
         ctx.inputs, ctx.objective, ctx.cfg, ctx.opts = inputs, objective, cfg, opts
-        ctx.meta = (obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast)
+        ctx.meta = (obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast, params)
         ctx.part_meta = part_meta
         ctx.save_for_backward(queries, q, rq, stats, lse if lse is not None else stats.new_empty(0))
         ctx.has_lse = lse is not None
@@ -344,7 +371,7 @@ class _TritonPairLoss(torch.autograd.Function):
         lse = lse if ctx.has_lse else None
         objective: PairObjective = ctx.objective
         inputs: PairInputs = ctx.inputs
-        obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast = ctx.meta
+        obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast, params = ctx.meta
         cfg = ctx.cfg
         acc = stats.dtype
         need_q = ctx.needs_input_grad[3]
@@ -387,7 +414,7 @@ class _TritonPairLoss(torch.autograd.Function):
                     _pair_bwd_dsim_kernel[grid](
                         q, k[c0:c1], rq, rk[c0:c1], inputs.query_labels, labels[c0:c1],
                         g_stats, g_lse, lse_safe, gscale, g,
-                        n_q, c1 - c0, dim, q.stride(0), k.stride(0), g.stride(0), offset + c0, p_target, p_scale,
+                        n_q, c1 - c0, dim, q.stride(0), k.stride(0), g.stride(0), offset + c0, params,
                         OBJ=obj_id, EXCLUDE_SELF=exclude, ACC_DTYPE=acc_tl, PRECISION=precision, DOT_UPCAST=upcast, **cfg,
                     )  # fmt: skip
                     if need_q:
