@@ -651,10 +651,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice; 1 is often faster on a machine busy with other jobs)",
+    )
     model_help = "local path, Hugging Face name, or alias: " + ", ".join(MODEL_ALIASES)
     data_help = "trec6, trec50, banking77, clinc150, sst2, mrpc, stsb, quora; a CSV/TSV/JSONL file; a folder; hf:NAME"
 
-    t = sub.add_parser("train", help="train with a class-alignment loss", description=run_train.__doc__)
+    t = sub.add_parser(
+        "train", parents=[common], help="train with a class-alignment loss", description=run_train.__doc__
+    )
     t.add_argument("--model", required=True, help=model_help)
     t.add_argument("--data", required=True, help=data_help)
     t.add_argument("--loss", required=True, choices=LOSSES)
@@ -681,7 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=run_train)
 
-    e = sub.add_parser("evaluate", help="kNN / KMeans / top-k and MTEB evaluation", description=run_evaluate.__doc__)
+    e = sub.add_parser(
+        "evaluate", parents=[common], help="kNN / KMeans / top-k and MTEB evaluation", description=run_evaluate.__doc__
+    )
     e.add_argument("--model", required=True, help=model_help)
     e.add_argument("--data", default=None, help=data_help)
     e.add_argument(
@@ -712,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "compare",
+        parents=[common],
         help="kNN accuracy of frozen encoders under several poolings",
         description=compare_frozen.__doc__,
     )
@@ -726,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_compare)
 
-    d = sub.add_parser("demo", help="the main job on embedded defaults (offline, < 10 min on 2 CPU cores)",
+    d = sub.add_parser("demo", parents=[common], help="the main job on embedded defaults (offline, < 10 min on 2 CPU cores)",
                        description=run_demo.__doc__)  # fmt: skip
     d.add_argument("--model", default="minilm-l6", help=model_help)
     d.add_argument("--data", default="trec6", help=data_help)
@@ -780,6 +792,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{PROG}] {msg}", file=sys.stderr, flush=True)
 
     try:
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
         args.func(args, log=log)
     except (CLIError, ValueError, FileNotFoundError, ImportError, OSError) as e:
         if os.environ.get("SBERT_ALIGN_DEBUG"):
