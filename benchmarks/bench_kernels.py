@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -190,6 +191,8 @@ def sweep(args) -> list[dict]:
                         else:
                             rows.append(_run_one(cfg, device))
                         r = rows[-1]
+                        if args.partial_json:  # keep what was measured even if the run is cut short
+                            Path(args.partial_json).write_text(json.dumps(rows))
                         msg = (f"{r['time_s'] * 1e3:10.1f} ms {r['peak_bytes'] / 2**20:10.1f} MiB loss={r['loss']:.5f}"
                                if r["status"] == "ok" else r["status"])  # fmt: skip
                         print(f"{objective:14s} D={d:4d} B={b:5d} M={m:8d} {backend:9s} {msg}", flush=True)
@@ -387,7 +390,68 @@ def write_reports(rows, meta, out_dir: Path, device: str):
                 f"| {t['B']} | {t['N']} | {t['D']} | {t['k']} | {t['chunked_topk_s'] * 1e3:.1f} ms | "
                 f"{t['matmul_floor_s'] * 1e3:.1f} ms | {over:.2f}x |"
             )
+    sweep = meta.get("sweep")
+    if sweep or meta.get("sweep_lines"):
+        lines += ["", "## Triton block sweep (supcon, B=4096, M=65536, D=768, bf16; fwd / fwd+bwd)", ""]
+        if sweep:
+            for r in sweep["rows"]:
+                if "error" in r:
+                    lines.append(f"- {r['config']}: {r['error']}")
+                else:
+                    lines.append(
+                        f"- {r['config']}: fwd {r['fwd_s'] * 1e3:.2f} ms ({r['fwd_tflops']:.0f} TFLOP/s), "
+                        f"fwd+bwd {r['fwd_bwd_s'] * 1e3:.2f} ms ({r['fwd_bwd_tflops']:.0f} TFLOP/s)"
+                    )
+        for line in meta.get("sweep_lines", []):
+            lines.append(f"- {line}")
+    for line in meta.get("topk_lines", []):
+        lines.append(f"- {line}")
     (out_dir / f"kernels_{device}.md").write_text("\n".join(lines) + "\n")
+
+
+_ROW = re.compile(
+    r"^(?P<objective>\w+)\s+D=\s*(?P<D>\d+) B=\s*(?P<B>\d+) M=\s*(?P<M>\d+) (?P<backend>\w+)\s+"
+    r"(?:(?P<ms>[\d.]+) ms\s+(?P<mib>[\d.]+) MiB loss=(?P<loss>[-\d.]+)|(?P<status>.+))$"
+)
+
+
+def merge_reports(args):
+    """Combine the printed rows of cut-short runs (``*.log``) and finished reports (``*.json``), later files winning.
+
+    A run that hit the device's time limit leaves only its log; its rows are the numbers it printed (median time,
+    peak memory, loss), tagged with ``source``.
+    """
+    merged, meta = {}, {"device": args.device, "dtype": args.dtype or "bfloat16", "sources": []}
+    for name in args.merge:
+        path = Path(name)
+        meta["sources"].append(path.name)
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+            rows = data["rows"] if isinstance(data, dict) else data
+            if isinstance(data, dict):
+                meta.update({k: v for k, v in data["meta"].items() if k != "sources"})
+            for r in rows:
+                merged[(r["objective"], r["D"], r["B"], r["M"], r["backend"])] = {**r, "source": path.name}
+            continue
+        for line in path.read_text().splitlines():
+            m = _ROW.match(line.strip())
+            if m:
+                r = {k: m[k] for k in ("objective", "backend")} | {k: int(m[k]) for k in ("D", "B", "M")}
+                if m["ms"]:
+                    r |= {"status": "ok", "time_s": float(m["ms"]) / 1e3, "peak_bytes": float(m["mib"]) * 2**20}
+                    r["loss"] = float(m["loss"])
+                else:
+                    r["status"] = m["status"].strip()
+                r["source"] = path.name
+                merged[(r["objective"], r["D"], r["B"], r["M"], r["backend"])] = r
+            elif line.startswith("sweep {"):
+                meta.setdefault("sweep_lines", []).append(line)
+            elif line.startswith("topk "):
+                meta.setdefault("topk_lines", []).append(line)
+    meta.setdefault("device_name", "unknown")
+    meta.setdefault("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    write_reports(list(merged.values()), meta, args.out_dir, args.device)
+    print((args.out_dir / f"kernels_{args.device}.md").read_text())
 
 
 def main(argv=None):
@@ -407,11 +471,16 @@ def main(argv=None):
     p.add_argument("--topk", action="store_true", help="also time similarity_topk against its matmul floor (CUDA)")
     p.add_argument("--sweep", action="store_true", help="time Triton block configurations first (CUDA)")
     p.add_argument("--skip-grid", action="store_true", help="only the sweep / top-k, not the backend grid")
+    p.add_argument("--partial-json", default=None, help="rewrite this file with the rows after every row")
+    p.add_argument("--merge", nargs="*", default=None, help="no run: merge logs (*.log) / JSON reports into one")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(run_config(json.loads(args.worker))))
+        return
+    if args.merge is not None:
+        merge_reports(args)
         return
     if args.max_gib is None:
         args.max_gib = 16.0 if args.device == "cpu" else 70.0

@@ -93,7 +93,7 @@ def _run(backend, q, keys, y, key_labels, name, params, exclude_self, **kw):
     return loss, [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads)]
 
 
-def _compare(q, keys, y, key_labels, name, params, exclude_self, tol, **kw):
+def _compare(q, keys, y, key_labels, name, params, exclude_self, tol, grad_tol=None, **kw):
     ref_loss, ref_grads = _run("reference", q, keys, y, key_labels, name, params, exclude_self)
     loss, grads = _run("triton", q, keys, y, key_labels, name, params, exclude_self, **kw)
     assert loss.dtype == ref_loss.dtype
@@ -101,7 +101,7 @@ def _compare(q, keys, y, key_labels, name, params, exclude_self, tol, **kw):
     assert abs(lv - rv) <= tol * max(1.0, abs(rv)), (lv, rv)
     for g, rg in zip(grads, ref_grads):
         assert g.dtype == rg.dtype and g.shape == rg.shape
-        assert _rel(g, rg) <= tol, _rel(g, rg)
+        assert _rel(g, rg) <= (grad_tol or tol), _rel(g, rg)
     return loss, grads
 
 
@@ -209,9 +209,14 @@ gpu = pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
 def test_gpu_default_blocks(name, params, dtype):
-    """Default GPU block sizes (128 x 128 x 64 for half types), several splits and chunks, D = 384."""
+    """Default GPU block sizes, several splits and chunks, D = 384.
+
+    fp16 gradients get 2e-3: the backward's dsim block is stored in fp16 (rel. 2^-11 per element) and the reference's
+    own fp16 gradient is rounded once more; seen at 1.1e-3 and 1.8e-3 on an H100 with D = 384 (the loss keeps 1e-3).
+    """
     q, mem, y, ym = _case(300, 5003, 384, n_classes=20, dtype=dtype, seed=4)
-    _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[dtype], chunk_size=2048)
+    grad_tol = 2e-3 if dtype == torch.float16 else None
+    _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[dtype], grad_tol=grad_tol, chunk_size=2048)
 
 
 @gpu

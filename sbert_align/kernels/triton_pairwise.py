@@ -419,13 +419,23 @@ class _TritonPairLoss(torch.autograd.Function):
                     )  # fmt: skip
                     if need_q:
                         kn = F.normalize(k[c0:c1].to(acc), dim=-1).to(in_dtype)
-                        d_qn += (g @ kn).to(acc) / gscale.to(acc)
+                        d_qn += _mm_acc(g, kn, acc) / gscale.to(acc)
                     if need_k[idx]:
-                        d_kn = (g.T @ qn).to(acc) / gscale.to(acc)
+                        d_kn = _mm_acc(g.T, qn, acc) / gscale.to(acc)
                         d_part[c0:c1] = _normalize_backward(inputs.key_parts[idx][c0:c1], d_kn, acc)
             d_parts.append(d_part)
         d_q = _normalize_backward(queries, d_qn, acc) if need_q else None
         return (None, None, None, d_q, *d_parts)
+
+
+def _mm_acc(a: Tensor, b: Tensor, acc: torch.dtype) -> Tensor:
+    """``a @ b`` in ``acc``: half-precision operands with an fp32 output on CUDA (one rounding fewer), else cast."""
+    if a.is_cuda and a.dtype in (torch.float16, torch.bfloat16) and acc == torch.float32:
+        try:
+            return torch.mm(a, b, out_dtype=torch.float32)
+        except (RuntimeError, TypeError):
+            pass
+    return (a @ b).to(acc)
 
 
 def _normalize_backward(x: Tensor, d_n: Tensor, dtype: torch.dtype) -> Tensor:
