@@ -449,8 +449,11 @@ def run_train(args, log: Callable[[str], None] = print) -> dict[str, Any]:
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h and "step" in h]
 
     out.mkdir(parents=True, exist_ok=True)
-    if (out / "checkpoints").is_dir() and not any((out / "checkpoints").iterdir()):
-        (out / "checkpoints").rmdir()
+    ckpt = out / "checkpoints"  # save_strategy="no": only empty folders (e.g. eval/) are left there
+    if ckpt.is_dir() and not any(p.is_file() for p in ckpt.rglob("*")):
+        import shutil
+
+        shutil.rmtree(ckpt)
     model.save(str(out / "model"))
     plot_training_curve(
         losses, eval_points, out / "training_curve.png", eval_name=primary, title=f"{args.loss} on {data.name}"
@@ -578,7 +581,7 @@ def run_demo(args, log: Callable[[str], None] = print) -> dict[str, Any]:
         f"before: {model_label(args.model)} (kNN acc {m['before'][m['primary_metric']]:.3f})": before_model.encode(
             texts, batch_size=64, convert_to_numpy=True
         ),
-        f"after: 1 run of ClassAlignmentLoss (kNN acc {m['after'][m['primary_metric']]:.3f})": model.encode(
+        f"after: {args.epochs} epoch(s) of ClassAlignmentLoss (kNN acc {m['after'][m['primary_metric']]:.3f})": model.encode(
             texts, batch_size=64, convert_to_numpy=True
         ),
     }
