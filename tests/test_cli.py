@@ -282,3 +282,11 @@ def test_compare_real_minilm_mean_matches_its_encode(capsys, tmp_path):
         r["pooling"]: float(r["accuracy"]) for r in csv.DictReader((out / "frozen_knn.csv").read_text().splitlines())
     }
     assert set(rows) == {"cls", "mean", "layer-mean"} and rows["mean"] > 0.5
+    from sbert_align.evaluation import knn_metrics
+
+    model = cli.load_model("minilm-l6", device="cpu")
+    data = load_splits("trec6").subsample("train", 300)
+    expected = knn_metrics(
+        model.encode(data.texts("train")), data.labels("train"), model.encode(data.texts("test")), data.labels("test")
+    )
+    assert rows["mean"] == pytest.approx(expected["accuracy"], abs=2e-3)  # one vote may flip on float noise
