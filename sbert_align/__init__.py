@@ -6,6 +6,7 @@ similarity kernels, and kNN / clustering / retrieval evaluators.
 
 from __future__ import annotations
 
+from .data import SplitSet, decode_labels, encode_labels, load_splits, symmetrize_pairs, train_validation_split
 from .evaluation import (
     KMeansEvaluator,
     KNNEvaluator,
@@ -34,6 +35,12 @@ __all__ = [
     "knn_metrics",
     "kmeans_metrics",
     "query_key_metrics",
+    "SplitSet",
+    "load_splits",
+    "train_validation_split",
+    "symmetrize_pairs",
+    "encode_labels",
+    "decode_labels",
     "pairwise_loss",
     "similarity_topk",
     "MemoryBank",

@@ -535,13 +535,6 @@ def run_demo(args, log: Callable[[str], None] = print) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     out = Path(args.out)
-    if getattr(args, "threads", None) is None and hasattr(os, "getloadavg") and os.getloadavg()[0] >= 1.0:
-        # Another job is using the CPU: torch's threads then spin-wait for each other, and one thread runs 3-5x
-        # faster than two on a busy 2-core machine. --threads overrides this.
-        import torch
-
-        torch.set_num_threads(1)
-        log(f"load average {os.getloadavg()[0]:.1f}: using 1 torch thread (pass --threads to override)")
     before_model = load_model(args.model)
     eval_steps = args.eval_steps
     if eval_steps is None:  # twice per epoch: a training curve with a mid-epoch point, at one extra encoding
