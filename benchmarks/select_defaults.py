@@ -37,7 +37,7 @@ def run(data, objective: str, memory: int, epochs: int, batch_size: int, lr: flo
         num_train_epochs=epochs,
         per_device_train_batch_size=batch_size,
         learning_rate=lr,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,
         report_to="none",
         save_strategy="no",
         use_cpu=True,
