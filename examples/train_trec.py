@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--memory-size", type=int, default=4096)
-    parser.add_argument("--objective", default="cosine_target", choices=["cosine_target", "supcon", "margin"])
+    parser.add_argument("--objective", default="supcon", choices=["cosine_target", "supcon", "margin"])
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")

@@ -21,7 +21,7 @@ class ClassAlignmentLoss(AlignmentLossBase):
     def __init__(
         self,
         model,
-        objective: str | PairObjective = "cosine_target",
+        objective: str | PairObjective = "supcon",
         memory_size: int = 4096,
         memory_warmup_steps: int = 0,
         pairs: str = "all",
@@ -48,8 +48,9 @@ class ClassAlignmentLoss(AlignmentLossBase):
 
         Args:
             model: SentenceTransformer model.
-            objective: ``"cosine_target"`` (default; the original alignment loss), ``"supcon"`` or ``"margin"``, or
-                a :class:`~sbert_align.objectives.PairObjective`.
+            objective: ``"supcon"`` (default), ``"cosine_target"`` (the original alignment loss) or ``"margin"``,
+                or a :class:`~sbert_align.objectives.PairObjective`. ``supcon`` was best or tied on validation data
+                carved from TREC-6 and TREC-50 train (``benchmarks/select_defaults.py``).
             memory_size: Rows in the memory bank; 0 disables it.
             memory_warmup_steps: Training steps (forward passes) before the memory is written and read; early
                 embeddings change fast and make stale keys.
