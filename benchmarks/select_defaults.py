@@ -47,11 +47,22 @@ def run(data, objective: str, memory: int, epochs: int, batch_size: int, lr: flo
     start = time.perf_counter()
     SentenceTransformerTrainer(model=model, args=args, train_dataset=data.dataset("train"), loss=loss).train()
     seconds = time.perf_counter() - start
-    knn = KNNEvaluator(data.texts("train"), data.labels("train"), data.texts("validation"), data.labels("validation"),
-                       k=5, batch_size=128)
+    knn = KNNEvaluator(
+        data.texts("train"),
+        data.labels("train"),
+        data.texts("validation"),
+        data.labels("validation"),
+        k=5,
+        batch_size=128,
+    )
     metrics = knn(model)
-    return {"objective": objective, "memory_size": memory, "val_accuracy": metrics["accuracy"],
-            "val_macro_f1": metrics["macro_f1"], "train_seconds": round(seconds, 1)}
+    return {
+        "objective": objective,
+        "memory_size": memory,
+        "val_accuracy": metrics["accuracy"],
+        "val_macro_f1": metrics["macro_f1"],
+        "train_seconds": round(seconds, 1),
+    }
 
 
 def main() -> None:
@@ -73,14 +84,30 @@ def main() -> None:
         rows.append(row)
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"data": data.summary(), "model": "all-MiniLM-L6-v2", "epochs": args.epochs, "batch_size": args.batch_size,
-            "lr": args.lr, "seed": args.seed, "knn_k": 5, "device": "cpu", "split": "validation = 20% of train"}
+    meta = {
+        "data": data.summary(),
+        "model": "all-MiniLM-L6-v2",
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "knn_k": 5,
+        "device": "cpu",
+        "split": "validation = 20% of train",
+    }
     (out / f"select_defaults_{args.data}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    lines = [f"Validation kNN accuracy (k=5), {meta['data']}, all-MiniLM-L6-v2, {args.epochs} epoch(s), "
-             f"batch {args.batch_size}, lr {args.lr}, seed {args.seed}, CPU", "",
-             "| objective | memory | val accuracy | val macro-F1 | train s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['objective']} | {r['memory_size']} | {r['val_accuracy']:.4f} | {r['val_macro_f1']:.4f} | "
-              f"{r['train_seconds']} |" for r in rows]
+    lines = [
+        f"Validation kNN accuracy (k=5), {meta['data']}, all-MiniLM-L6-v2, {args.epochs} epoch(s), "
+        f"batch {args.batch_size}, lr {args.lr}, seed {args.seed}, CPU",
+        "",
+        "| objective | memory | val accuracy | val macro-F1 | train s |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['objective']} | {r['memory_size']} | {r['val_accuracy']:.4f} | {r['val_macro_f1']:.4f} | "
+        f"{r['train_seconds']} |"
+        for r in rows
+    ]
     (out / f"select_defaults_{args.data}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
