@@ -93,6 +93,22 @@ class PairObjective(ABC):
     def finalize(self, stats: Tensor, lse: Tensor | None) -> Tensor:
         """The scalar loss from the summed statistics ``(B, n_stats)`` and the log-sum-exp ``(B,)`` (or None)."""
 
+    def finalize_grads(self, stats: Tensor, lse: Tensor | None, grad_out: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``grad_out * d loss / d stats`` and ``grad_out * d loss / d lse``, by autograd through :meth:`finalize`.
+
+        This is what a tiled backward needs before it walks the tiles again; it costs O(B).
+        """
+        with torch.enable_grad():
+            s_leaf = stats.detach().requires_grad_(True)
+            l_leaf = lse.detach().requires_grad_(True) if lse is not None else None
+            loss = self.finalize(s_leaf, l_leaf)
+            leaves = [s_leaf] + ([l_leaf] if l_leaf is not None else [])
+            grads = torch.autograd.grad(loss, leaves, grad_out.to(loss.dtype), allow_unused=True)
+        g_stats = grads[0] if grads[0] is not None else torch.zeros_like(stats)
+        if lse is None:
+            return g_stats, None
+        return g_stats, grads[1] if grads[1] is not None else torch.zeros_like(lse)
+
     def loss(self, sim: Tensor, pos: Tensor, valid: Tensor) -> Tensor:
         """The loss on a whole similarity matrix (the plain PyTorch ground truth)."""
         stats = self.pair_stats(sim, pos, valid)

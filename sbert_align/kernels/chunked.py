@@ -93,16 +93,8 @@ class _ChunkedPairLoss(torch.autograd.Function):
         need_k = list(ctx.needs_input_grad[4:])
 
         # d loss / d stats and d loss / d lse, by autograd through finalize on the small per-query tensors.
-        with torch.enable_grad():
-            s_leaf = stats.detach().requires_grad_(True)
-            l_leaf = lse.detach().requires_grad_(True) if lse is not None else None
-            loss = objective.finalize(s_leaf, l_leaf)
-            leaves = [s_leaf] + ([l_leaf] if l_leaf is not None else [])
-            grads = torch.autograd.grad(loss, leaves, grad_out.to(loss.dtype), allow_unused=True)
-        g_stats = grads[0] if grads[0] is not None else torch.zeros_like(stats)
-        g_lse = None
+        g_stats, g_lse = objective.finalize_grads(stats, lse, grad_out)
         if lse is not None:
-            g_lse = grads[1] if grads[1] is not None else torch.zeros_like(lse)
             # Rows with no valid key have lse = -inf; nothing flows there (guards exp(+inf) * 0).
             lse_safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
 

@@ -378,17 +378,10 @@ class _TritonPairLoss(torch.autograd.Function):
         need_k = list(ctx.needs_input_grad[4:])
         n_q, dim = q.shape
 
-        with torch.enable_grad():
-            s_leaf = stats.detach().requires_grad_(True)
-            l_leaf = lse.detach().requires_grad_(True) if lse is not None else None
-            loss = objective.finalize(s_leaf, l_leaf)
-            leaves = [s_leaf] + ([l_leaf] if l_leaf is not None else [])
-            grads = torch.autograd.grad(loss, leaves, grad_out.to(loss.dtype), allow_unused=True)
+        g_small, g_lse = objective.finalize_grads(stats, lse, grad_out)
         g_stats = torch.zeros(n_q, 4, dtype=acc, device=q.device)
-        if grads[0] is not None:
-            g_stats[:, : objective.n_stats] = grads[0]
+        g_stats[:, : objective.n_stats] = g_small
         if lse is not None:
-            g_lse = grads[1] if grads[1] is not None else torch.zeros_like(lse)
             lse_safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse)).contiguous()
             g_lse = g_lse.contiguous()
             bound = 4.0 * g_stats.abs().amax() + float(p_scale) * g_lse.abs().amax()
