@@ -92,10 +92,23 @@ def check_class_labels(labels: Tensor | None, n: int, loss_name: str) -> Tensor:
 class AlignmentLossBase(nn.Module):
     """Stores the model and objective; gives the config dict and citation in sentence-transformers style."""
 
-    def __init__(self, model: nn.Module, objective: PairObjective, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: str | PairObjective,
+        *,
+        temperature: float,
+        t_neg: float,
+        margin: float,
+        balance: bool,
+        reduction: str,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         self.model = model
-        self.objective = objective
+        self.objective = build_objective(
+            objective, temperature=temperature, t_neg=t_neg, margin=margin, balance=balance, reduction=reduction
+        )
         self.backend = backend
 
     def embed(self, features: dict[str, Tensor]) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..kernels import pairwise_loss
 from ..objectives import PairObjective
-from ._base import AlignmentLossBase, batch_keys, build_objective, check_class_labels
+from ._base import AlignmentLossBase, batch_keys, check_class_labels
 
 __all__ = ["AllNegativesLoss"]
 
@@ -98,10 +98,13 @@ class AllNegativesLoss(AlignmentLossBase):
         """
         super().__init__(
             model,
-            build_objective(
-                objective, temperature=temperature, t_neg=t_neg, margin=margin, balance=balance, reduction=reduction
-            ),
-            backend,
+            objective,
+            temperature=temperature,
+            t_neg=t_neg,
+            margin=margin,
+            balance=balance,
+            reduction=reduction,
+            backend=backend,
         )
         self.gather_across_devices = gather_across_devices
 

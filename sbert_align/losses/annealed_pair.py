@@ -14,7 +14,7 @@ from ..kernels import pairwise_loss
 from ..objectives import PairObjective
 from ..schedules import Schedule
 from ..truncation import truncate_features
-from ._base import AlignmentLossBase, build_objective
+from ._base import AlignmentLossBase
 
 __all__ = ["AnnealedPairLoss"]
 
@@ -106,10 +106,13 @@ class AnnealedPairLoss(AlignmentLossBase):
         """
         super().__init__(
             model,
-            build_objective(
-                objective, temperature=temperature, t_neg=t_neg, margin=margin, balance=balance, reduction=reduction
-            ),
-            backend,
+            objective,
+            temperature=temperature,
+            t_neg=t_neg,
+            margin=margin,
+            balance=balance,
+            reduction=reduction,
+            backend=backend,
         )
         for name, value in (("start_length", start_length), ("end_length", end_length)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:

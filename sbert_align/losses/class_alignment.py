@@ -12,7 +12,7 @@ from torch import Tensor
 from ..kernels import pairwise_loss
 from ..memory import MemoryBank
 from ..objectives import PairObjective
-from ._base import CITATIONS, AlignmentLossBase, batch_keys, build_objective, check_class_labels
+from ._base import CITATIONS, AlignmentLossBase, batch_keys, check_class_labels
 
 __all__ = ["ClassAlignmentLoss"]
 
@@ -109,10 +109,13 @@ class ClassAlignmentLoss(AlignmentLossBase):
         """
         super().__init__(
             model,
-            build_objective(
-                objective, temperature=temperature, t_neg=t_neg, margin=margin, balance=balance, reduction=reduction
-            ),
-            backend,
+            objective,
+            temperature=temperature,
+            t_neg=t_neg,
+            margin=margin,
+            balance=balance,
+            reduction=reduction,
+            backend=backend,
         )
         if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
             raise ValueError(f"memory_size must be an integer >= 0 (0 disables the memory), got {memory_size!r}.")
