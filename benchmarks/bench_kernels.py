@@ -222,6 +222,21 @@ def _run_one(cfg, device):
 
 
 # ------------------------------------------------------------------------------------------------ top-k (CUDA)
+def _cuda_median_seconds(fn, reps: int = 5) -> float:
+    """Median wall time of ``fn`` over ``reps`` synchronised runs, after one warm-up run."""
+    import torch
+
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def bench_topk(device, dtype_name, out):
     """Chunked similarity_topk against its own matmul floor (the same chunked matmuls without the top-k)."""
     import torch
@@ -248,15 +263,7 @@ def bench_topk(device, dtype_name, out):
 
         res = {"B": b, "N": n, "D": d, "k": k, "dtype": dtype_name}
         for name, fn in (("chunked_topk", topk), ("matmul_floor", matmul_only)):
-            fn()
-            torch.cuda.synchronize()
-            ts = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                fn()
-                torch.cuda.synchronize()
-                ts.append(time.perf_counter() - t0)
-            res[name + "_s"] = statistics.median(ts)
+            res[name + "_s"] = _cuda_median_seconds(fn)
         rows.append(res)
         print(f"topk B={b} N={n} D={d} k={k}: chunked {res['chunked_topk_s'] * 1e3:.1f} ms, "
               f"matmul floor {res['matmul_floor_s'] * 1e3:.1f} ms", flush=True)  # fmt: skip
@@ -299,15 +306,7 @@ def sweep_triton(out, b=4096, m=65536, d=768, dtype_name="bfloat16"):
         res = {"config": config}
         try:
             for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
-                fn()
-                torch.cuda.synchronize()
-                ts = []
-                for _ in range(5):
-                    t0 = time.perf_counter()
-                    fn()
-                    torch.cuda.synchronize()
-                    ts.append(time.perf_counter() - t0)
-                res[name + "_s"] = statistics.median(ts)
+                res[name + "_s"] = _cuda_median_seconds(fn)
             flops = 2.0 * b * (b + m) * d
             res["fwd_tflops"] = flops / res["fwd_s"] / 1e12
             res["fwd_bwd_tflops"] = 3 * flops / res["fwd_bwd_s"] / 1e12

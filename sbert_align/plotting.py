@@ -23,6 +23,15 @@ def _plt():
     return plt
 
 
+def _save(fig, path, **savefig_kwargs) -> Path:
+    """Write ``fig`` to ``path`` (creating its folder), close it and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, **savefig_kwargs)
+    _plt().close(fig)
+    return path
+
+
 def project_2d(embeddings, method: str = "pca", seed: int = 0) -> np.ndarray:
     """``(n, d)`` embeddings -> ``(n, 2)``: ``"pca"`` (on L2-normalised rows) or ``"tsne"`` (cosine, seeded)."""
     x = np.asarray(embeddings.detach().cpu() if hasattr(embeddings, "detach") else embeddings, dtype=np.float32)
@@ -84,11 +93,7 @@ def plot_embedding_map(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path, bbox_inches="tight")
 
 
 def plot_training_curve(
@@ -117,11 +122,7 @@ def plot_training_curve(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_grouped_bars(
@@ -152,8 +153,4 @@ def plot_grouped_bars(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path, bbox_inches="tight")
