@@ -4,13 +4,15 @@ A ``torch.autograd.Function`` walks the keys in tiles of ``tile_size``. The forw
 per-query statistics of the objective (:meth:`PairObjective.pair_stats`, summed over tiles) and, for softmax
 objectives, an online log-sum-exp (tiles merged with ``logaddexp``, the FlashAttention trick). The backward pass
 gets ``d loss / d stats`` and ``d loss / d lse`` by autograd through :meth:`PairObjective.finalize` on those small
-tensors, then recomputes each tile to rebuild its gradient
+tensors, then recomputes each tile (or, for problems of at most ``KEEP_TILES_MAX_PAIRS`` pairs, reuses the
+forward's tiles) to rebuild its gradient
 ``dsim = pair_grad(...) + g_lse * lse_scale * softmax`` and accumulates ``dQn += dsim @ Kn`` and, only for key parts
-that require grad, ``dKn = dsim.T @ Qn``. A detached key part (the memory bank) costs no key-gradient work.
+that require grad, ``dKn = dsim.T @ Qn``. A detached key part (the memory bank) costs no key-gradient work, and a
+key part that *is* the queries tensor adds its ``dKn`` into ``dQn`` (one normalisation backward for both).
 
 No formula is restated here: the per-pair terms come from the objective. Normalisation happens per tile in the
-compute dtype (float32, or float64 for float64 inputs; fp16/bf16 inputs accumulate in float32) and its gradient is
-taken by autograd through ``F.normalize`` on each tile, so the semantics (eps clamp) are exactly the reference's.
+compute dtype (float32, or float64 for float64 inputs; fp16/bf16 inputs accumulate in float32); its gradient is
+``F.normalize``'s, eps clamp included, written out in :func:`~._normalize.normalize_backward`.
 
 Peak memory: O((B + tile) * D + B * tile), never O(B * M). Works on any device.
 """
@@ -23,12 +25,17 @@ from torch import Tensor
 
 from ..objectives import PairObjective, masked_logsumexp
 from ._inputs import PairInputs, compute_dtype
+from ._normalize import normalize_backward
 
 __all__ = ["chunked_pairwise_loss", "default_tile_size"]
 
 #: Elements of one (B x tile) block that the default tile size aims at (4 MiB in float32): large enough for an
 #: efficient matmul, small enough that the handful of tile-sized temporaries stays far below the (B x M) matrix.
 TILE_ELEMENTS = 1 << 20
+#: Up to this many (query, key) pairs in all, the forward pass keeps its tiles (normalised keys, similarities,
+#: masks) for the backward instead of recomputing them: one matmul and the normalisations fewer, for at most a few
+#: MiB. Above it, the backward recomputes every tile and memory stays O((B + tile) * D + B * tile).
+KEEP_TILES_MAX_PAIRS = 1 << 20
 
 
 def default_tile_size(num_queries: int) -> int:
@@ -69,6 +76,8 @@ class _ChunkedPairLoss(torch.autograd.Function):
         lse = None
         if objective.lse_scale is not None:
             lse = torch.full((n_q,), float("-inf"), dtype=dtype, device=qn.device)
+        keep = n_q * inputs.num_keys <= KEEP_TILES_MAX_PAIRS
+        kept: list[tuple[Tensor, Tensor, Tensor, Tensor | None]] = []
         for _, _, gstart, k_raw, k_lab in _iter_tiles(inputs, tile):
             kn = F.normalize(k_raw.to(dtype), dim=-1)
             sim = qn @ kn.T
@@ -77,7 +86,11 @@ class _ChunkedPairLoss(torch.autograd.Function):
             stats += objective.pair_stats(sim, pos, valid_t)
             if lse is not None:
                 lse = torch.logaddexp(lse, masked_logsumexp(sim * objective.lse_scale, valid_t))
+            if keep:
+                kept.append((kn, sim, pos, valid))
         ctx.inputs, ctx.objective, ctx.tile = inputs, objective, tile
+        ctx.part_is_queries = [part is inputs.queries for part in inputs.key_parts]
+        ctx.kept = (qn, kept) if keep else None
         ctx.save_for_backward(queries, stats, lse if lse is not None else stats.new_empty(0), *parts)
         ctx.has_lse = lse is not None
         return objective.finalize(stats, lse)
@@ -98,13 +111,21 @@ class _ChunkedPairLoss(torch.autograd.Function):
             # Rows with no valid key have lse = -inf; nothing flows there (guards exp(+inf) * 0).
             lse_safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
 
-        qn = F.normalize(queries.to(dtype), dim=-1)
+        qn = F.normalize(queries.to(dtype), dim=-1) if ctx.kept is None else ctx.kept[0]
         d_qn = torch.zeros_like(qn)
-        d_parts: list[Tensor | None] = [torch.zeros_like(p) if need else None for p, need in zip(parts, need_k)]
-        for p, start, gstart, k_raw, k_lab in _iter_tiles(inputs, ctx.tile):
-            kn = F.normalize(k_raw.to(dtype), dim=-1)
-            sim = qn @ kn.T
-            pos, valid = _tile_masks(inputs.query_labels, k_lab, inputs.exclude_self, gstart)
+        # A key part that *is* the queries tensor (the usual batch-as-keys case) sends its key gradient into d_qn:
+        # same rows, same normalisation, so one normalisation backward serves both sides.
+        fold = [need_q and same for same in ctx.part_is_queries]
+        d_parts: list[Tensor | None] = [
+            torch.zeros_like(p) if need and not folded else None for p, need, folded in zip(parts, need_k, fold)
+        ]
+        for t, (p, start, gstart, k_raw, k_lab) in enumerate(_iter_tiles(inputs, ctx.tile)):
+            if ctx.kept is not None:
+                kn, sim, pos, valid = ctx.kept[1][t]
+            else:
+                kn = F.normalize(k_raw.to(dtype), dim=-1)
+                sim = qn @ kn.T
+                pos, valid = _tile_masks(inputs.query_labels, k_lab, inputs.exclude_self, gstart)
             valid_t = torch.ones_like(pos) if valid is None else valid
             dsim = objective.pair_grad(sim, pos, valid_t, g_stats)
             if g_lse is not None:
@@ -115,19 +136,14 @@ class _ChunkedPairLoss(torch.autograd.Function):
                 dsim = dsim + (g_lse * scale)[:, None] * soft
             if need_q:
                 d_qn.addmm_(dsim, kn)
-            if need_k[p]:
+            if need_k[p] and fold[p]:
+                d_qn[start : start + k_raw.shape[0]].addmm_(dsim.T, qn)
+            elif need_k[p]:
                 d_kn = dsim.T @ qn
-                d_parts[p][start : start + k_raw.shape[0]] += _normalize_backward(k_raw, d_kn, dtype)
-        d_q = _normalize_backward(queries, d_qn, dtype) if need_q else None
+                d_parts[p][start : start + k_raw.shape[0]] += normalize_backward(k_raw, d_kn, dtype)
+        d_q = normalize_backward(queries, d_qn, dtype) if need_q else None
+        ctx.kept = None
         return (None, None, None, d_q, *d_parts)
-
-
-def _normalize_backward(x: Tensor, d_n: Tensor, dtype: torch.dtype) -> Tensor:
-    """Gradient w.r.t. raw ``x`` of ``F.normalize(x.to(dtype))`` given the gradient ``d_n`` of the normalised rows."""
-    with torch.enable_grad():
-        leaf = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.normalize(leaf.to(dtype), dim=-1), leaf, d_n)
-    return grad
 
 
 def chunked_pairwise_loss(inputs: PairInputs, objective: PairObjective, tile_size: int | None = None) -> Tensor:

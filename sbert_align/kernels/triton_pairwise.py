@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..objectives import CosineTargetObjective, MarginObjective, PairObjective, SupConObjective
 from ._inputs import PairInputs, compute_dtype
+from ._normalize import normalize_backward
 
 __all__ = ["triton_pairwise_loss", "INTERPRET"]
 
@@ -415,9 +416,9 @@ class _TritonPairLoss(torch.autograd.Function):
                         d_qn += _mm_acc(g, kn, acc) / gscale.to(acc)
                     if need_k[idx]:
                         d_kn = _mm_acc(g.T, qn, acc) / gscale.to(acc)
-                        d_part[c0:c1] = _normalize_backward(inputs.key_parts[idx][c0:c1], d_kn, acc)
+                        d_part[c0:c1] = normalize_backward(inputs.key_parts[idx][c0:c1], d_kn, acc)
             d_parts.append(d_part)
-        d_q = _normalize_backward(queries, d_qn, acc) if need_q else None
+        d_q = normalize_backward(queries, d_qn, acc) if need_q else None
         return (None, None, None, d_q, *d_parts)
 
 
@@ -429,13 +430,6 @@ def _mm_acc(a: Tensor, b: Tensor, acc: torch.dtype) -> Tensor:
         except (RuntimeError, TypeError):
             pass
     return (a @ b).to(acc)
-
-
-def _normalize_backward(x: Tensor, d_n: Tensor, dtype: torch.dtype) -> Tensor:
-    with torch.enable_grad():
-        leaf = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.normalize(leaf.to(dtype), dim=-1), leaf, d_n)
-    return grad
 
 
 _SM_COUNT: dict[int, int] = {}
