@@ -222,52 +222,20 @@ def _run_one(cfg, device):
 
 
 # ------------------------------------------------------------------------------------------------ top-k (CUDA)
-def _cuda_median_seconds(fn, reps: int = 5) -> float:
-    """Median wall time of ``fn`` over ``reps`` synchronised runs, after one warm-up run."""
+def _median_seconds(fn, reps: int = 5, device: str = "cuda") -> float:
+    """Median wall time of ``fn`` over ``reps`` runs after one warm-up run (synchronised on CUDA)."""
     import torch
 
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     fn()
-    torch.cuda.synchronize()
+    sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def bench_topk(device, dtype_name, out):
-    """Chunked similarity_topk against its own matmul floor (the same chunked matmuls without the top-k)."""
-    import torch
-    import torch.nn.functional as F
-
-    from sbert_align.kernels import similarity_topk
-
-    dtype = getattr(torch, dtype_name)
-    rows = []
-    for b, n, d, k in [(4096, 1 << 20, 768, 10), (1024, 1 << 20, 384, 10)]:
-        g = torch.Generator(device="cpu").manual_seed(0)
-        q = torch.randn(b, d, generator=g).to(device=device, dtype=dtype)
-        keys = torch.randn(n, d, generator=g).to(device=device, dtype=dtype)
-
-        def topk(q=q, keys=keys, k=k):
-            return similarity_topk(q, keys, k)
-
-        def matmul_only(q=q, keys=keys, n=n, chunk=16384):
-            qn = F.normalize(q.float(), dim=-1)
-            acc = 0.0
-            for s in range(0, n, chunk):
-                acc = acc + (qn @ F.normalize(keys[s : s + chunk].float(), dim=-1).T).amax()
-            return acc
-
-        res = {"B": b, "N": n, "D": d, "k": k, "dtype": dtype_name}
-        for name, fn in (("chunked_topk", topk), ("matmul_floor", matmul_only)):
-            res[name + "_s"] = _cuda_median_seconds(fn)
-        rows.append(res)
-        print(f"topk B={b} N={n} D={d} k={k}: chunked {res['chunked_topk_s'] * 1e3:.1f} ms, "
-              f"matmul floor {res['matmul_floor_s'] * 1e3:.1f} ms", flush=True)  # fmt: skip
-    out["topk"] = rows
 
 
 # ------------------------------------------------------------------------------------------------ Triton block sweep
@@ -306,7 +274,7 @@ def sweep_triton(out, b=4096, m=65536, d=768, dtype_name="bfloat16"):
         res = {"config": config}
         try:
             for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
-                res[name + "_s"] = _cuda_median_seconds(fn)
+                res[name + "_s"] = _median_seconds(fn)
             flops = 2.0 * b * (b + m) * d
             res["fwd_tflops"] = flops / res["fwd_s"] / 1e12
             res["fwd_bwd_tflops"] = 3 * flops / res["fwd_bwd_s"] / 1e12
@@ -378,7 +346,11 @@ def write_reports(rows, meta, out_dir: Path, device: str):
         cells.append(" / ".join(losses if obj == "supcon" else losses[:2]))
         lines.append("| " + " | ".join(cells) + " |")
     if meta.get("topk"):
-        lines += ["", "## similarity_topk (chunked matmul + torch.topk) against its matmul floor", ""]
+        lines += [
+            "",
+            "## similarity_topk (chunked matmul + torch.topk) against its matmul floor (runs before `bench_topk.py` existed)",
+            "",
+        ]
         lines += [
             "| B | N | D | k | chunked top-k | matmuls alone | top-k overhead |",
             "|---|---|---|---|---|---|---|",
@@ -467,9 +439,8 @@ def main(argv=None):
     p.add_argument("--max-seconds", type=float, default=60.0, help="skip configurations estimated slower per step")
     p.add_argument("--max-gib", type=float, default=None, help="skip configurations estimated larger (GiB)")
     p.add_argument("--force", nargs="*", default=[], help="B,M,D shapes run for chunked/triton whatever the time")
-    p.add_argument("--topk", action="store_true", help="also time similarity_topk against its matmul floor (CUDA)")
     p.add_argument("--sweep", action="store_true", help="time Triton block configurations first (CUDA)")
-    p.add_argument("--skip-grid", action="store_true", help="only the sweep / top-k, not the backend grid")
+    p.add_argument("--skip-grid", action="store_true", help="only the sweep, not the backend grid")
     p.add_argument("--partial-json", default=None, help="rewrite this file with the rows after every row")
     p.add_argument("--merge", nargs="*", default=None, help="no run: merge logs (*.log) / JSON reports into one")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
@@ -510,8 +481,6 @@ def main(argv=None):
     if args.sweep and args.device == "cuda":
         sweep_triton(meta)
     rows = [] if args.skip_grid else sweep(args)
-    if args.topk and args.device == "cuda":
-        bench_topk("cuda", meta["dtype"], meta)
     write_reports(rows, meta, args.out_dir, args.device)
     print((args.out_dir / f"kernels_{args.device}.md").read_text())
 

@@ -31,7 +31,9 @@ here = pytest.mark.skipif(
 )
 
 if RUN_HERE:
-    from sbert_align.kernels import pairwise_loss
+    import torch.nn.functional as F
+
+    from sbert_align.kernels import pairwise_loss, similarity_topk
     from sbert_align.kernels._inputs import check_pair_inputs
     from sbert_align.kernels.triton_pairwise import triton_pairwise_loss
     from sbert_align.objectives import get_objective
@@ -200,6 +202,75 @@ def test_triton_larger_shapes(name, params):
     _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[torch.float64], tile_size=32, chunk_size=64)
 
 
+# ---------------------------------------------------------------- fused top-k (similarity_topk backend="triton")
+SMALL_TOPK = {"BLOCK_B": 16, "BLOCK_N": 16, "BLOCK_D": 16, "num_warps": 4, "num_stages": 1}
+
+
+def _assert_valid_topk(values, indices, q, keys, k, tol, normalize=True):
+    """``indices`` are a top-k of the float64 truth (up to ``tol``), in order, and ``values`` are their similarities."""
+    qd, kd = q.detach().double().cpu(), keys.detach().double().cpu()
+    truth = (F.normalize(qd, dim=-1) @ F.normalize(kd, dim=-1).T) if normalize else qd @ kd.T
+    values, indices = values.double().cpu(), indices.cpu()
+    assert indices.shape == values.shape == (q.shape[0], k)
+    assert all(len(set(row)) == k for row in indices.tolist())
+    kth = torch.topk(truth, k, dim=1).values[:, -1:]
+    at_ours = torch.gather(truth, 1, indices)
+    assert (at_ours >= kth - tol).all()
+    assert torch.allclose(values, at_ours, atol=tol, rtol=0)
+    assert (values[:, :-1] >= values[:, 1:]).all()
+
+
+@here
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("b,n,d,k", [(37, 203, 20, 5), (1, 1, 1, 1), (5, 7, 3, 7), (20, 150, 9, 64), (17, 40, 33, 1)])
+def test_triton_topk_against_float64_truth(dtype, b, n, d, k):
+    from sbert_align.kernels.triton_topk import triton_similarity_topk
+
+    g = torch.Generator().manual_seed(b * 1000 + n)
+    q = torch.randn(b, d, generator=g, dtype=torch.float64).to(DEVICE, dtype)
+    keys = torch.randn(n, d, generator=g, dtype=torch.float64).to(DEVICE, dtype)
+    values, indices = triton_similarity_topk(q, keys, k, config=SMALL_TOPK, splits=3)
+    assert values.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    _assert_valid_topk(values, indices, q, keys, k, tol={torch.float64: 1e-12, torch.float32: 1e-6}.get(dtype, 1e-5))
+    if dtype in (torch.float64, torch.float32):  # no near-ties at this precision: the same answer as chunked
+        ref_v, ref_i = similarity_topk(q, keys, k, chunk_size=16, backend="chunked")
+        assert torch.equal(indices, ref_i) and torch.allclose(values, ref_v, atol=1e-6, rtol=0)
+
+
+@here
+@pytest.mark.parametrize("splits,chunk_size", [(1, None), (2, None), (3, 5), (1, 16), (4, 33)])
+def test_triton_topk_ties_go_to_the_smaller_index(splits, chunk_size):
+    """Exact ties (duplicated keys, integer dot products): the smaller key index first, across tiles, programs
+    and launches, also at the k-th place."""
+    from sbert_align.kernels.triton_topk import triton_similarity_topk
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.randint(-3, 4, (9, 4), generator=g).double()
+    keys = base.repeat(5, 1).to(DEVICE)  # key j ties with j + 9, j + 18, ...: ties straddle tiles of 16
+    q = torch.randint(-3, 4, (7, 4), generator=g).double().to(DEVICE)
+    sim = (q @ keys.T).cpu()
+    for k in (1, 4, 10, 23, 45):
+        _, indices = triton_similarity_topk(
+            q, keys, k, normalize=False, config=SMALL_TOPK, splits=splits, chunk_size=chunk_size
+        )
+        expected = [sorted(range(45), key=lambda j, r=r: (-sim[r, j].item(), j))[:k] for r in range(7)]
+        assert indices.cpu().tolist() == expected
+
+
+@here
+def test_triton_topk_through_similarity_topk(monkeypatch):
+    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(9, 12, generator=g).to(DEVICE)
+    keys = torch.randn(300, 12, generator=g).to(DEVICE)
+    values, indices = similarity_topk(q, keys, 6, backend="triton")
+    _assert_valid_topk(values, indices, q, keys, 6, tol=1e-6)
+    monkeypatch.setenv("SBERT_ALIGN_KERNEL", "triton")
+    assert torch.equal(similarity_topk(q, keys, 6)[1], indices)
+    values, indices = similarity_topk(q, keys * 3.0, 6, normalize=False, backend="triton")
+    _assert_valid_topk(values, indices, q, keys * 3.0, 6, tol=1e-5, normalize=False)
+
+
 # ---------------------------------------------------------------- native CUDA only
 gpu = pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device")
 
@@ -239,3 +310,21 @@ def test_gpu_auto_dispatch_picks_triton(monkeypatch):
     q, mem, y, ym = _case(256, 20000, 64, dtype=torch.bfloat16)
     pairwise_loss(q, [q, mem], y, [y, ym], exclude_self=True).backward()
     assert calls == [1] and torch.isfinite(q.grad.float()).all()
+
+
+@gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_gpu_topk_default_blocks(dtype):
+    """Default GPU blocks, several programs along the keys, D = 384; keys given on the CPU are moved in chunks."""
+    from sbert_align.kernels.triton_topk import triton_similarity_topk
+
+    g = torch.Generator().manual_seed(6)
+    q = torch.randn(300, 384, generator=g).to("cuda", dtype)
+    keys = torch.randn(20011, 384, generator=g).to(dtype)
+    for k in (1, 10, 64):
+        values, indices = triton_similarity_topk(q, keys.cuda(), k)
+        _assert_valid_topk(values, indices, q, keys, k, tol=1e-6 if dtype == torch.float32 else 1e-5)
+        from_cpu = triton_similarity_topk(q, keys, k, chunk_size=4096)
+        assert torch.equal(from_cpu[1], indices) or dtype != torch.float32
+        _assert_valid_topk(*from_cpu, q, keys, k, tol=1e-6 if dtype == torch.float32 else 1e-5)

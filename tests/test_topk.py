@@ -46,3 +46,35 @@ def test_dot_product_and_errors():
         similarity_topk(q, keys[:0], 1)
     with pytest.raises(ValueError, match="dimension"):
         similarity_topk(q, torch.randn(6, 4), 1)
+
+
+def test_backends_and_override(monkeypatch):
+    """``auto`` is the chunked path; ``reference`` is one chunk holding every key (same tie rule); the environment
+    variable overrides ``auto`` only."""
+    import sbert_align.kernels as kernels
+
+    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
+    torch.manual_seed(3)
+    q, keys = torch.randn(6, 5, dtype=torch.float64), torch.randn(40, 5, dtype=torch.float64)
+    chunked = similarity_topk(q, keys, 4, chunk_size=7, backend="chunked")
+    reference = similarity_topk(q, keys, 4, backend="reference")
+    assert torch.equal(chunked[1], reference[1]) and torch.allclose(chunked[0], reference[0])
+    assert kernels.resolve_topk_backend("auto", "cpu", 4) == "chunked"
+    assert kernels.resolve_topk_backend("auto", "cuda", 4) == "chunked"
+    monkeypatch.setenv("SBERT_ALIGN_KERNEL", "reference")
+    assert kernels.resolve_topk_backend("auto", "cpu", 4) == "reference"
+    assert kernels.resolve_topk_backend("chunked", "cpu", 4) == "chunked"
+    monkeypatch.setenv("SBERT_ALIGN_KERNEL", "fused")
+    with pytest.raises(ValueError, match="SBERT_ALIGN_KERNEL"):
+        similarity_topk(q, keys, 2)
+
+
+def test_triton_backend_refusals(monkeypatch):
+    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
+    q, keys = torch.randn(2, 3), torch.randn(100, 3)
+    with pytest.raises(ValueError, match="k <= 64"):
+        similarity_topk(q, keys, 65, backend="triton")
+    if not torch.cuda.is_available():
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+        with pytest.raises(ValueError, match="CUDA"):
+            similarity_topk(q, keys, 3, backend="triton")

@@ -21,9 +21,16 @@ from torch import Tensor
 from ..objectives import PairObjective, get_objective
 from ._inputs import PairInputs, check_pair_inputs
 from .reference import reference_pairwise_loss
-from .topk import chunked_similarity_topk
+from .topk import FUSED_TOPK_MAX_K, chunked_similarity_topk
 
-__all__ = ["pairwise_loss", "similarity_topk", "resolve_backend", "BACKENDS", "triton_available"]
+__all__ = [
+    "pairwise_loss",
+    "similarity_topk",
+    "resolve_backend",
+    "resolve_topk_backend",
+    "BACKENDS",
+    "triton_available",
+]
 
 BACKENDS = ("auto", "reference", "chunked", "triton")
 ENV_VAR = "SBERT_ALIGN_KERNEL"
@@ -119,6 +126,24 @@ def _run(backend: str, inputs: PairInputs, objective: PairObjective, tile_size: 
     raise AssertionError(backend)
 
 
+def resolve_topk_backend(backend: str | None, device_type: str, k: int) -> str:
+    """The backend :func:`similarity_topk` runs: explicit argument, else ``$SBERT_ALIGN_KERNEL``, else ``chunked``.
+
+    ``auto`` is the chunked path everywhere: the fused Triton top-k is correct but has not been measured against
+    chunked matmul + ``torch.topk`` on a GPU yet, so it runs only when asked for.
+    """
+    chosen = backend if backend not in (None, "auto") else os.environ.get(ENV_VAR, "auto") or "auto"
+    if chosen not in BACKENDS:
+        source = "backend" if backend not in (None, "auto") else f"${ENV_VAR}"
+        raise ValueError(f"{source} must be one of {BACKENDS}, got {chosen!r}.")
+    if chosen == "triton":
+        if k > FUSED_TOPK_MAX_K:
+            raise ValueError(f"the Triton top-k takes k <= {FUSED_TOPK_MAX_K}, got k={k}; use backend='chunked'.")
+        if not triton_available() or (device_type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1"):
+            raise ValueError("backend='triton' needs Triton and a CUDA device (or TRITON_INTERPRET=1).")
+    return "chunked" if chosen == "auto" else chosen
+
+
 def similarity_topk(
     queries: Tensor,
     keys: Tensor,
@@ -126,6 +151,7 @@ def similarity_topk(
     *,
     chunk_size: int = 16384,
     normalize: bool = True,
+    backend: str | None = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Top-``k`` cosine similarities of each query among ``keys``, streamed over chunks of keys.
 
@@ -133,11 +159,15 @@ def similarity_topk(
         queries: ``(B, D)``.
         keys: ``(N, D)``; may live on another device than ``queries`` (chunks are moved as they are used).
         k: How many neighbours; ``1 <= k <= N``.
-        chunk_size: Keys per chunk; peak memory is ``O(B * (chunk_size + k))``.
+        chunk_size: Keys per chunk of the chunked path; peak memory is ``O(B * (chunk_size + k))``.
         normalize: Cosine similarity (True) or plain dot product (False).
+        backend: ``"auto"`` (= ``"chunked"``), ``"chunked"``, ``"reference"`` (one chunk holding every key) or
+            ``"triton"`` (the fused kernel of :mod:`.triton_topk`, CUDA, ``k <= 64``); ``$SBERT_ALIGN_KERNEL``
+            overrides ``"auto"``.
 
     Returns:
-        ``(values, indices)``, each ``(B, k)``, most similar first; ties go to the smaller key index.
+        ``(values, indices)``, each ``(B, k)``, most similar first; ties go to the smaller key index. Values are
+        float32 (float64 for float64 inputs).
 
     Example:
         ::
@@ -157,4 +187,11 @@ def similarity_topk(
         raise ValueError(f"k must be between 1 and the number of keys ({keys.shape[0]}), got {k}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    chosen = resolve_topk_backend(backend, queries.device.type, int(k))
+    if chosen == "triton":
+        from .triton_topk import triton_similarity_topk
+
+        return triton_similarity_topk(queries, keys, int(k), normalize=normalize)
+    if chosen == "reference":
+        chunk_size = keys.shape[0]
     return chunked_similarity_topk(queries, keys, int(k), chunk_size=chunk_size, normalize=normalize)

@@ -12,10 +12,14 @@ from torch import Tensor
 
 from ._inputs import compute_dtype
 
-__all__ = ["chunked_similarity_topk"]
+__all__ = ["chunked_similarity_topk", "sort_by_value_then_index", "topk_smallest_index_ties", "FUSED_TOPK_MAX_K"]
+
+#: Largest ``k`` the fused Triton top-k (:mod:`.triton_topk`) takes; its per-row state is ``next_power_of_2(k)``
+#: registers. Defined here so that dispatch can check it without importing Triton.
+FUSED_TOPK_MAX_K = 64
 
 
-def _sort_by_value_then_index(values: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
+def sort_by_value_then_index(values: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
     """Order each row by value (descending), equal values by index (ascending)."""
     order = torch.argsort(indices, dim=1)
     values, indices = torch.gather(values, 1, order), torch.gather(indices, 1, order)
@@ -35,7 +39,7 @@ def topk_smallest_index_ties(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
         equal = (sim[row] == kth[row]).nonzero().flatten()[: k - above.numel()]
         indices[row] = torch.cat([above, equal])
         values[row] = sim[row, indices[row]]
-    return _sort_by_value_then_index(values, indices)
+    return sort_by_value_then_index(values, indices)
 
 
 @torch.no_grad()
