@@ -42,6 +42,10 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 OBJ_COSINE, OBJ_MARGIN, OBJ_SUPCON = 0, 1, 2
 #: Elements of one (B x chunk) dsim block in the backward pass.
 BWD_CHUNK_ELEMENTS = 1 << 26
+#: At most this many keys per backward chunk: each chunk's keys are also normalised in the accumulation dtype for
+#: the dQ product (chunk x D fp32), which at B = 256 and 2**26 / B = 262,144 keys was 0.8 GB at D = 768 and made
+#: the peak 2.0 GB on an H100; 65,536 keys bound that copy to 0.2 GB. B >= 1024 is unaffected.
+BWD_CHUNK_MAX_KEYS = 1 << 16
 _NEG_INF = tl.constexpr(float("-inf"))
 
 
@@ -395,7 +399,9 @@ class _TritonPairLoss(torch.autograd.Function):
         qn = F.normalize(q.to(acc), dim=-1).to(in_dtype)
         d_qn = torch.zeros(n_q, dim, dtype=acc, device=q.device)
         d_parts = []
-        chunk = ctx.opts.get("chunk_size") or max(cfg["BLOCK_N"], BWD_CHUNK_ELEMENTS // max(1, n_q))
+        chunk = ctx.opts.get("chunk_size") or max(
+            cfg["BLOCK_N"], min(BWD_CHUNK_MAX_KEYS, BWD_CHUNK_ELEMENTS // max(1, n_q))
+        )
         for idx, (k, rk, labels, offset) in enumerate(ctx.part_meta):
             n_k = k.shape[0]
             d_part = torch.zeros_like(inputs.key_parts[idx]) if need_k[idx] else None
