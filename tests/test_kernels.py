@@ -283,6 +283,21 @@ def test_dispatch_and_override(monkeypatch):
         resolve_backend("fast", "cpu", 10)
 
 
+def test_triton_request_that_cannot_run(monkeypatch):
+    """Explicit backend='triton' without CUDA raises; the environment variable only warns and falls back."""
+    import sbert_align.kernels as kernels
+
+    monkeypatch.setattr(kernels, "triton_available", lambda: False)
+    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
+    with pytest.raises(ValueError, match="backend='triton'.*CUDA"):
+        resolve_backend("triton", "cpu", 10)
+    monkeypatch.setenv("SBERT_ALIGN_KERNEL", "triton")
+    with pytest.warns(UserWarning, match="SBERT_ALIGN_KERNEL=triton"):
+        assert resolve_backend("auto", "cpu", 10) == "reference"
+    with pytest.warns(UserWarning):
+        assert resolve_backend("auto", "cuda", 1 << 30) == "chunked"
+
+
 def test_env_override_reaches_chunked(monkeypatch):
     import sbert_align.kernels.chunked as ch
 

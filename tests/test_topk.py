@@ -74,7 +74,12 @@ def test_triton_backend_refusals(monkeypatch):
     q, keys = torch.randn(2, 3), torch.randn(100, 3)
     with pytest.raises(ValueError, match="k <= 64"):
         similarity_topk(q, keys, 65, backend="triton")
+    monkeypatch.setenv("SBERT_ALIGN_KERNEL", "triton")  # a process-wide preference falls back instead
+    with pytest.warns(UserWarning, match="k <= 64"):
+        assert torch.equal(similarity_topk(q, keys, 65)[1], similarity_topk(q, keys, 65, backend="chunked")[1])
     if not torch.cuda.is_available():
         monkeypatch.delenv("TRITON_INTERPRET", raising=False)
         with pytest.raises(ValueError, match="CUDA"):
             similarity_topk(q, keys, 3, backend="triton")
+        with pytest.warns(UserWarning, match="CUDA"):
+            similarity_topk(q, keys, 3)

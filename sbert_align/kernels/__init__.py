@@ -13,6 +13,7 @@ know nothing of sentence-transformers.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,17 +50,44 @@ def triton_available() -> bool:
     return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def _requested(backend: str | None) -> tuple[str, bool]:
+    """The backend asked for (argument, else ``$SBERT_ALIGN_KERNEL``, else ``auto``) and whether it was explicit."""
+    explicit = backend not in (None, "auto")
+    chosen = backend if explicit else os.environ.get(ENV_VAR, "auto") or "auto"
+    if chosen not in BACKENDS:
+        source = "backend" if explicit else f"${ENV_VAR}"
+        raise ValueError(f"{source} must be one of {BACKENDS}, got {chosen!r}.")
+    return chosen, explicit
+
+
+def _triton_problem(device_type: str) -> str | None:
+    if triton_available() and (device_type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"):
+        return None
+    return "Triton needs a CUDA device (or TRITON_INTERPRET=1) and the triton package"
+
+
+def _refuse_or_fall_back(what: str, problem: str, explicit: bool) -> None:
+    """An explicit ``backend="triton"`` that cannot run raises; ``$SBERT_ALIGN_KERNEL=triton``, a process-wide
+    preference, only warns (the caller then runs its portable path), so a long job does not die on one call."""
+    if explicit:
+        raise ValueError(f"backend='triton': {problem}; use backend='chunked'.")
+    warnings.warn(f"${ENV_VAR}=triton: {problem}; {what} runs without it.", stacklevel=4)
+
+
 def resolve_backend(backend: str | None, device_type: str, num_pairs: int) -> str:
     """The backend that will run: explicit argument, else ``$SBERT_ALIGN_KERNEL``, else the automatic choice."""
-    chosen = backend if backend not in (None, "auto") else os.environ.get(ENV_VAR, "auto") or "auto"
-    if chosen not in BACKENDS:
-        source = "backend" if backend not in (None, "auto") else f"${ENV_VAR}"
-        raise ValueError(f"{source} must be one of {BACKENDS}, got {chosen!r}.")
+    chosen, explicit = _requested(backend)
+    if chosen == "triton":
+        problem = _triton_problem(device_type)
+        if problem is None:
+            return "triton"
+        _refuse_or_fall_back("pairwise_loss", problem, explicit)
+        chosen = "auto"
     if chosen != "auto":
         return chosen
     if num_pairs <= REFERENCE_MAX_PAIRS:
         return "reference"
-    if device_type == "cuda" and triton_available():
+    if device_type == "cuda" and _triton_problem(device_type) is None:
         return "triton"
     return "chunked"
 
@@ -130,17 +158,19 @@ def resolve_topk_backend(backend: str | None, device_type: str, k: int) -> str:
     """The backend :func:`similarity_topk` runs: explicit argument, else ``$SBERT_ALIGN_KERNEL``, else ``chunked``.
 
     ``auto`` is the chunked path everywhere: the fused Triton top-k is correct but has not been measured against
-    chunked matmul + ``torch.topk`` on a GPU yet, so it runs only when asked for.
+    chunked matmul + ``torch.topk`` on a GPU yet, so it runs only when asked for. An explicit ``backend="triton"``
+    that cannot run (``k > 64``, no CUDA) raises; ``$SBERT_ALIGN_KERNEL=triton`` falls back to chunked there (with
+    a warning), so an evaluation with a large ``k`` still completes.
     """
-    chosen = backend if backend not in (None, "auto") else os.environ.get(ENV_VAR, "auto") or "auto"
-    if chosen not in BACKENDS:
-        source = "backend" if backend not in (None, "auto") else f"${ENV_VAR}"
-        raise ValueError(f"{source} must be one of {BACKENDS}, got {chosen!r}.")
+    chosen, explicit = _requested(backend)
     if chosen == "triton":
+        problem = _triton_problem(device_type)
         if k > FUSED_TOPK_MAX_K:
-            raise ValueError(f"the Triton top-k takes k <= {FUSED_TOPK_MAX_K}, got k={k}; use backend='chunked'.")
-        if not triton_available() or (device_type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1"):
-            raise ValueError("backend='triton' needs Triton and a CUDA device (or TRITON_INTERPRET=1).")
+            problem = f"the Triton top-k takes k <= {FUSED_TOPK_MAX_K}, got k={k}"
+        if problem is None:
+            return "triton"
+        _refuse_or_fall_back("similarity_topk", problem, explicit)
+        return "chunked"
     return "chunked" if chosen == "auto" else chosen
 
 
