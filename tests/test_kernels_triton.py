@@ -153,6 +153,18 @@ def test_triton_several_parts_and_separate_keys():
 
 
 @here
+def test_triton_key_parts_too_large_for_int32_offsets_are_split(monkeypatch):
+    """Kernels address rows in int32: a part with more than 2**31 elements is launched in row ranges (here the limit
+    is lowered to 9 rows so that the batch part and the memory are each cut, across the self-exclusion diagonal)."""
+    import sbert_align.kernels.triton_pairwise as tp
+
+    q, mem, y, ym = _case(13, 40, 5, n_classes=3, seed=21)
+    monkeypatch.setattr(tp, "INT32_ADDRESSABLE", 9 * 5)
+    for name, params in OBJECTIVES[::3]:
+        _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[torch.float64], **SMALL)
+
+
+@here
 @pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
 def test_triton_no_valid_key_is_finite_with_zero_gradient(name, params):
     q = torch.randn(1, 4, dtype=torch.float64, device=DEVICE, requires_grad=True)
@@ -255,6 +267,21 @@ def test_triton_topk_ties_go_to_the_smaller_index(splits, chunk_size):
         )
         expected = [sorted(range(45), key=lambda j, r=r: (-sim[r, j].item(), j))[:k] for r in range(7)]
         assert indices.cpu().tolist() == expected
+
+
+@here
+def test_triton_topk_splits_queries_and_keys_beyond_int32_offsets(monkeypatch):
+    import sbert_align.kernels.triton_pairwise as tp
+    from sbert_align.kernels.triton_topk import triton_similarity_topk
+
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(23, 6, generator=g, dtype=torch.float64).to(DEVICE)
+    keys = torch.randn(70, 6, generator=g, dtype=torch.float64).to(DEVICE)
+    expected = triton_similarity_topk(q, keys, 5, config=SMALL_TOPK)
+    monkeypatch.setattr(tp, "INT32_ADDRESSABLE", 10 * 6)  # 10 rows per launch: 3 query blocks, 7 key launches
+    values, indices = triton_similarity_topk(q, keys, 5, config=SMALL_TOPK)
+    assert torch.equal(indices, expected[1]) and torch.equal(values, expected[0])
+    _assert_valid_topk(values, indices, q, keys, 5, tol=1e-12)
 
 
 @here

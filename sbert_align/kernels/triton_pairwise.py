@@ -47,6 +47,13 @@ BWD_CHUNK_ELEMENTS = 1 << 26
 #: the peak 2.0 GB on an H100; 65,536 keys bound that copy to 0.2 GB. B >= 1024 is unaffected.
 BWD_CHUNK_MAX_KEYS = 1 << 16
 _NEG_INF = tl.constexpr(float("-inf"))
+#: Largest element offset a kernel computes in int32 (``row * stride + column``).
+INT32_ADDRESSABLE = 2**31 - 1
+
+
+def max_rows_per_launch(stride: int) -> int:
+    """Rows of a row-major matrix with this row stride that one launch can address with int32 offsets."""
+    return max(1, INT32_ADDRESSABLE // max(1, stride))
 
 
 @triton.jit
@@ -335,8 +342,11 @@ class _TritonPairLoss(torch.autograd.Function):
             k = part.to(in_dtype).contiguous()
             rk = _inv_norm(k, acc)
             part_meta.append((k, rk, labels.contiguous(), offset))
-            if n_k > 0:
-                n_tiles = triton.cdiv(n_k, cfg["BLOCK_N"])
+            # Kernels address a key tile as row * stride + column in int32: launch on row ranges that fit.
+            rows = max_rows_per_launch(k.stride(0))
+            for s0 in range(0, n_k, rows):
+                n_s = min(rows, n_k - s0)
+                n_tiles = triton.cdiv(n_s, cfg["BLOCK_N"])
                 splits = max(1, min(n_tiles, triton.cdiv(target_programs, grid_b)))
                 if opts.get("splits"):
                     splits = min(n_tiles, int(opts["splits"]))
@@ -345,9 +355,9 @@ class _TritonPairLoss(torch.autograd.Function):
                 stats = torch.empty(splits, n_q, 4, dtype=acc, device=q.device)
                 lse = torch.empty(splits, n_q, dtype=acc, device=q.device)
                 _pair_fwd_kernel[(grid_b, splits)](
-                    q, k, rq, rk, ql, part_meta[-1][2], stats, lse,
-                    n_q, n_k, dim, q.stride(0), k.stride(0), offset, tiles_per_split, params,
-                    OBJ=obj_id, EXCLUDE_SELF=bool(inputs.exclude_self and idx == 0 and offset < n_q),
+                    q, k[s0:], rq, rk[s0:], ql, part_meta[-1][2][s0:], stats, lse,
+                    n_q, n_s, dim, q.stride(0), k.stride(0), offset + s0, tiles_per_split, params,
+                    OBJ=obj_id, EXCLUDE_SELF=bool(inputs.exclude_self and idx == 0 and offset + s0 < n_q),
                     FIXED_MAX=fixed_max,
                     ACC_DTYPE=acc_tl, PRECISION=precision, DOT_UPCAST=upcast, **cfg,
                 )  # fmt: skip

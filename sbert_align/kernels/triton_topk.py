@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ._inputs import compute_dtype
 from .topk import FUSED_TOPK_MAX_K, sort_by_value_then_index
-from .triton_pairwise import INTERPRET, _config, _inv_norm, _num_sms, _sim_tile
+from .triton_pairwise import INTERPRET, _config, _inv_norm, _num_sms, _sim_tile, max_rows_per_launch
 
 __all__ = ["triton_similarity_topk", "MAX_K"]
 
@@ -151,10 +151,20 @@ def triton_similarity_topk(
     q = queries.to(in_dtype).contiguous()
     n_q, dim = q.shape
     rq = _inv_norm(q, acc) if normalize else torch.ones(n_q, dtype=acc, device=q.device)
+    if n_q > max_rows_per_launch(dim):
+        # int32 offsets address at most 2**31 query elements per launch: search in blocks of queries.
+        step = max_rows_per_launch(dim)
+        parts = [
+            triton_similarity_topk(
+                queries[s : s + step], keys, k,
+                normalize=normalize, chunk_size=chunk_size, config=config, splits=splits,
+            )
+            for s in range(0, n_q, step)
+        ]  # fmt: skip
+        return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
     same_device = keys.device == q.device
     chunk = int(chunk_size) if chunk_size else (keys.shape[0] if same_device else 1 << 20)
-    if min(chunk, keys.shape[0]) >= _INT32_MAX:
-        raise ValueError(f"at most {_INT32_MAX} keys per launch; pass a smaller chunk_size.")
+    chunk = min(chunk, max_rows_per_launch(dim))  # int32 offsets within a launch (and int32 indices)
     k_pad = triton.next_power_of_2(k)
     precision = "ieee" if in_dtype in (torch.float32, torch.float64) else "tf32"
     upcast = bool(INTERPRET and in_dtype == torch.bfloat16)
