@@ -8,7 +8,8 @@ tensors, then recomputes each tile (or, for problems of at most ``KEEP_TILES_MAX
 forward's tiles) to rebuild its gradient
 ``dsim = pair_grad(...) + g_lse * lse_scale * softmax`` and accumulates ``dQn += dsim @ Kn`` and, only for key parts
 that require grad, ``dKn = dsim.T @ Qn``. A detached key part (the memory bank) costs no key-gradient work, and a
-key part that *is* the queries tensor adds its ``dKn`` into ``dQn`` (one normalisation backward for both).
+key part that *is* the queries tensor adds its ``dKn`` into ``dQn`` (one normalisation backward for both; when one
+tile holds the whole batch, ``Kn == Qn`` and both sides are the single matmul ``(dsim + dsim.T) @ Qn``).
 
 No formula is restated here: the per-pair terms come from the objective. Normalisation happens per tile in the
 compute dtype (float32, or float64 for float64 inputs; fp16/bf16 inputs accumulate in float32); its gradient is
@@ -134,6 +135,10 @@ class _ChunkedPairLoss(torch.autograd.Function):
                 if valid is not None:
                     soft = torch.where(valid, soft, torch.zeros_like(soft))
                 dsim = dsim + (g_lse * scale)[:, None] * soft
+            if need_k[p] and fold[p] and start == 0 and k_raw.shape[0] == qn.shape[0]:
+                # The tile is the whole batch as keys, so kn == qn row for row: both sides in one matmul.
+                d_qn.addmm_(dsim + dsim.T, qn)
+                continue
             if need_q:
                 d_qn.addmm_(dsim, kn)
             if need_k[p] and fold[p]:
