@@ -34,9 +34,11 @@ __all__ = ["chunked_pairwise_loss", "default_tile_size"]
 #: efficient matmul, small enough that the handful of tile-sized temporaries stays far below the (B x M) matrix.
 TILE_ELEMENTS = 1 << 20
 #: Up to this many (query, key) pairs in all, the forward pass keeps its tiles (normalised keys, similarities,
-#: masks) for the backward instead of recomputing them: one matmul and the normalisations fewer, for at most a few
-#: MiB. Above it, the backward recomputes every tile and memory stays O((B + tile) * D + B * tile).
-KEEP_TILES_MAX_PAIRS = 1 << 20
+#: masks: ~5-6 bytes a pair, 16-24 MiB at the limit, plus the normalised keys) for the backward instead of
+#: recomputing them: one matmul and the normalisations fewer. It is the size up to which ``auto`` materialises the
+#: whole matrix anyway (``REFERENCE_MAX_PAIRS``), where memory is not the concern. Above it, the backward
+#: recomputes every tile and memory stays O((B + tile) * D + B * tile).
+KEEP_TILES_MAX_PAIRS = 1 << 22
 
 
 def default_tile_size(num_queries: int) -> int:
