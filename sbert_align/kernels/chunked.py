@@ -15,7 +15,8 @@ No formula is restated here: the per-pair terms come from the objective. Normali
 compute dtype (float32, or float64 for float64 inputs; fp16/bf16 inputs accumulate in float32); its gradient is
 ``F.normalize``'s, eps clamp included, written out in :func:`~._normalize.normalize_backward`.
 
-Peak memory: O((B + tile) * D + B * tile), never O(B * M). Works on any device.
+Peak memory: O((B + tile) * D + B * tile), never O(B * M) (below ``KEEP_TILES_MAX_PAIRS`` pairs, the kept tiles
+add at most that many pairs' worth). Works on any device.
 """
 
 from __future__ import annotations
