@@ -186,6 +186,15 @@ def test_triton_lower_precision(name, params, dtype):
 
 
 @here
+def test_triton_refuses_keys_changed_in_place_before_backward():
+    q, mem, y, ym = _case(6, 50, 4)
+    loss = triton_pairwise_loss(check_pair_inputs(q, [q, mem], y, [y, ym], True), get_objective("supcon"), **SMALL)
+    mem[:3] = 0.0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+@here
 def test_triton_rejects_custom_objective():
     from sbert_align.objectives import PairObjective
 

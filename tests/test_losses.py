@@ -161,3 +161,24 @@ def test_config_and_citation():
     assert "Khosla" in loss_fn.citation and "Cross-Batch Memory" in loss_fn.citation
     assert "Hadsell" in AllNegativesLoss(_Dummy(), objective="margin").citation
     assert AnnealedPairLoss(_Dummy()).get_config_dict()["schedule"] == "linear"
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_memory_is_written_after_the_backward_not_before(backend):
+    """The tiled backends keep the memory's rows (a view) for their backward; the loss must not write the ring
+    buffer in place before that backward (it stages the batch and writes it at the next access). The gradient of
+    each step is the one of the memory as it was in that step's forward."""
+    torch.manual_seed(1)
+    loss_fn = ClassAlignmentLoss(_Dummy(), memory_size=10, temperature=0.2, backend=backend)
+    for step in range(5):  # the memory wraps around at step 3
+        emb = torch.randn(4, 8, requires_grad=True)
+        y = torch.randint(0, 3, (4,))
+        mem = loss_fn.memory.get_unordered() if len(loss_fn.memory) else None
+        snapshot = None if mem is None else (mem[0].clone(), mem[1].clone())
+        loss = loss_fn.compute_loss_from_embeddings([emb], y)
+        loss.backward()
+        ref_emb = emb.detach().clone().requires_grad_(True)
+        keys, labels = ([ref_emb], [y]) if snapshot is None else ([ref_emb, snapshot[0]], [y, snapshot[1]])
+        pairwise_loss(ref_emb, keys, y, labels, temperature=0.2, exclude_self=True, backend="reference").backward()
+        assert torch.allclose(emb.grad, ref_emb.grad, atol=1e-6), step
+        assert len(loss_fn.memory) == min(10, 4 * (step + 1))

@@ -376,13 +376,16 @@ class _TritonPairLoss(torch.autograd.Function):
         ctx.inputs, ctx.objective, ctx.cfg, ctx.opts = inputs, objective, cfg, opts
         ctx.meta = (obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast, params)
         ctx.part_meta = part_meta
-        ctx.save_for_backward(queries, q, rq, stats, lse if lse is not None else stats.new_empty(0))
+        # The key parts are saved too, though the backward reads them through part_meta: unpacking them makes
+        # autograd check that none was changed in place in between (a memory bank written before the backward
+        # would otherwise silently give the gradient of other keys).
+        ctx.save_for_backward(queries, q, rq, stats, lse if lse is not None else stats.new_empty(0), *parts)
         ctx.has_lse = lse is not None
         return objective.finalize(stats, lse)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        queries, q, rq, stats, lse = ctx.saved_tensors
+        queries, q, rq, stats, lse, *_ = ctx.saved_tensors
         lse = lse if ctx.has_lse else None
         objective: PairObjective = ctx.objective
         inputs: PairInputs = ctx.inputs
@@ -474,7 +477,7 @@ def triton_pairwise_loss(
             ``TRITON_INTERPRET=1`` was set before this module was imported).
         objective: ``cosine_target``, ``margin`` or ``supcon`` (custom objectives: use the chunked backend).
         tile_size: Keys per kernel tile (``BLOCK_N``, a power of two >= 16); None: per-dtype default.
-        chunk_size: Keys per backward dsim block (None: about 2^26 / B).
+        chunk_size: Keys per backward dsim block (None: about 2^26 / B, at most ``BWD_CHUNK_MAX_KEYS``).
         splits: Programs along the keys in the forward pass (None: enough to fill the GPU).
         config: Override of the kernel meta-parameters (BLOCK_B, BLOCK_N, BLOCK_D, num_warps, num_stages).
 

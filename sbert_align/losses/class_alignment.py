@@ -132,7 +132,9 @@ class ClassAlignmentLoss(AlignmentLossBase):
         self.pairs = pairs
         self.gather_across_devices = gather_across_devices
         self.seed = seed
-        self.memory = MemoryBank(memory_size, dtype=memory_dtype, mode=memory_mode) if memory_size > 0 else None
+        self._memory = MemoryBank(memory_size, dtype=memory_dtype, mode=memory_mode) if memory_size > 0 else None
+        # The last training batch, gathered and detached, waiting to be written into the memory (see flush_memory).
+        self._pending: tuple[Tensor, Tensor] | None = None
         self.steps = 0
         self._generator: torch.Generator | None = None
 
@@ -145,6 +147,12 @@ class ClassAlignmentLoss(AlignmentLossBase):
                 "text columns. For (anchor, positive, ...) columns use AllNegativesLoss."
             )
         return self.compute_loss_from_embeddings([self.embed(sentence_features[0])], labels)
+
+    @property
+    def memory(self) -> MemoryBank | None:
+        """The memory bank (None when ``memory_size=0``), with every finished training step's batch in it."""
+        self.flush_memory()
+        return self._memory
 
     @property
     def memory_active(self) -> bool:
@@ -176,18 +184,36 @@ class ClassAlignmentLoss(AlignmentLossBase):
         else:
             loss = self.sampled_pairs_loss(emb, labels, torch.cat(keys), torch.cat(key_labels))
         if self.is_training_step:
-            self.update_memory(emb, labels)
+            self.stage_memory_update(emb, labels)
         return loss
 
-    def update_memory(self, embeddings: Tensor, labels: Tensor) -> None:
-        """Count a training step and, once warm, add the batch (all processes' under DDP) to the memory."""
+    def stage_memory_update(self, embeddings: Tensor, labels: Tensor) -> None:
+        """Count a training step and, once warm, stage the batch (all processes' under DDP) for the memory.
+
+        The batch is written by :meth:`flush_memory` at the next access to :attr:`memory` (at the latest, the next
+        forward pass), not now: the loss just computed still has to run its backward pass, and the tiled kernels
+        keep the memory's rows (a view, not a copy) to recompute their tiles there. Writing the ring buffer in
+        place before that would change the keys under them. Under DDP the gather happens here, in step on every
+        process; the later write is local.
+        """
         self.steps += 1
-        if self.memory is None or self.steps <= self.memory_warmup_steps:
+        if self._memory is None or self.steps <= self.memory_warmup_steps:
             return
         from ..distributed import gather_detached
 
-        all_emb, all_labels = gather_detached(embeddings, labels)
-        self.memory.enqueue(all_emb, all_labels)
+        self.flush_memory()
+        self._pending = gather_detached(embeddings, labels)
+
+    def flush_memory(self) -> None:
+        """Write the staged batch of the last training step into the memory (a no-op when nothing is staged)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._memory.enqueue(*pending)
+
+    def update_memory(self, embeddings: Tensor, labels: Tensor) -> None:
+        """Count a training step and, once warm, add the batch (all processes' under DDP) to the memory now."""
+        self.stage_memory_update(embeddings, labels)
+        self.flush_memory()
 
     def sampled_pairs_loss(self, emb: Tensor, labels: Tensor, keys: Tensor, key_labels: Tensor) -> Tensor:
         """The original sampling: per anchor one random positive and one random negative among the valid keys.
