@@ -325,7 +325,15 @@ def write_reports(rows, meta, out_dir: Path, device: str):
     if has_triton:
         head += ["triton/ref time", "triton/ref mem", "TFLOP/s triton (6BMD)"]
     ours = "triton" if has_triton else "chunked"
-    head += [f"pml/{ours} time", "loss ref | ours | pml"]
+    head += [f"pml/{ours} time", "loss ref / ours / pml"]
+    merged = any("source" in r for r in rows)
+    if merged:
+        head.append(f"run ({ours})")
+        lines[-1:-1] = [
+            "",
+            f"Merged from {', '.join(meta.get('sources', []))} (later files win; the last column names the run "
+            f"each row's `{ours}` cell comes from).",
+        ]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for obj, d, b, m in shapes:
         ref, ch, tr, pml = (index.get((obj, d, b, m, be)) for be in ("reference", "chunked", "triton", "pml"))
@@ -344,6 +352,8 @@ def write_reports(rows, meta, out_dir: Path, device: str):
         cells.append(_ratio(pml, mine, "time_s") if obj == "supcon" else "n/a")
         losses = [f"{x['loss']:.4f}" if x and x.get("status") == "ok" else "-" for x in (ref, mine, pml)]
         cells.append(" / ".join(losses if obj == "supcon" else losses[:2]))
+        if merged:
+            cells.append((mine or {}).get("source", "-"))
         lines.append("| " + " | ".join(cells) + " |")
     if meta.get("topk"):
         lines += [

@@ -269,9 +269,16 @@ def test_default_tile_size():
 
 
 def test_dispatch_and_override(monkeypatch):
+    import sbert_align.kernels as kernels
+
     monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
     assert resolve_backend("auto", "cpu", 100) == "reference"
+    assert resolve_backend("auto", "cpu", 1 << 15) == "reference"
+    assert resolve_backend("auto", "cpu", (1 << 15) + 1) == "chunked"
     assert resolve_backend("auto", "cpu", 1 << 30) == "chunked"
+    if not kernels.triton_available():
+        assert resolve_backend("auto", "cuda", 1 << 22) == "reference"
+        assert resolve_backend("auto", "cuda", 1 << 30) == "chunked"
     assert resolve_backend("chunked", "cpu", 10) == "chunked"
     monkeypatch.setenv("SBERT_ALIGN_KERNEL", "chunked")
     assert resolve_backend("auto", "cpu", 10) == "chunked"
@@ -319,3 +326,13 @@ def test_chunked_bad_tile_size():
     q, mem, y, ym = _case(4, 5, 3)
     with pytest.raises(ValueError, match="tile_size"):
         pairwise_loss(q, [q, mem], y, [y, ym], backend="chunked", tile_size=0)
+
+
+def test_chunked_refuses_keys_changed_in_place_before_backward():
+    """The backward recomputes tiles from the key parts: a memory written in place in between must not pass
+    silently (ClassAlignmentLoss stages its memory update until after the backward for this reason)."""
+    q, mem, y, ym = _case(6, 50, 4, dtype=torch.float32)
+    loss = pairwise_loss(q, [q, mem], y, [y, ym], backend="chunked", exclude_self=True, tile_size=8)
+    mem[:3] = 0.0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

@@ -35,8 +35,14 @@ __all__ = [
 
 BACKENDS = ("auto", "reference", "chunked", "triton")
 ENV_VAR = "SBERT_ALIGN_KERNEL"
-#: Up to this many (query, key) pairs, ``auto`` materialises the matrix (fast, and small enough not to matter).
+#: Up to this many (query, key) pairs, ``auto`` materialises the matrix on CUDA: there a handful of cuBLAS calls
+#: beat the tiled kernels' fixed launch costs (H100, session 1: the reference took ~4 ms where Triton took 5-7 ms
+#: at B <= 1024 without memory), and 4M pairs are small enough not to matter.
 REFERENCE_MAX_PAIRS = 1 << 22
+#: The same on the CPU, where chunked is as fast as the reference from ~16K pairs up and faster beyond
+#: (``benchmarks/bench_small_shapes.py``: reference/chunked 0.86 at 1K pairs, 0.92 at 17K, 1.10 at 69K, 1.07-1.56
+#: from 65K to 1.1M pairs), while holding far less memory.
+CPU_REFERENCE_MAX_PAIRS = 1 << 15
 
 
 def triton_available() -> bool:
@@ -85,7 +91,7 @@ def resolve_backend(backend: str | None, device_type: str, num_pairs: int) -> st
         chosen = "auto"
     if chosen != "auto":
         return chosen
-    if num_pairs <= REFERENCE_MAX_PAIRS:
+    if num_pairs <= (REFERENCE_MAX_PAIRS if device_type == "cuda" else CPU_REFERENCE_MAX_PAIRS):
         return "reference"
     if device_type == "cuda" and _triton_problem(device_type) is None:
         return "triton"
