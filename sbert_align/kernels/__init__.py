@@ -39,9 +39,9 @@ ENV_VAR = "SBERT_ALIGN_KERNEL"
 #: beat the tiled kernels' fixed launch costs (H100, session 1: the reference took ~4 ms where Triton took 5-7 ms
 #: at B <= 1024 without memory), and 4M pairs are small enough not to matter.
 REFERENCE_MAX_PAIRS = 1 << 22
-#: The same on the CPU, where chunked is as fast as the reference from ~16K pairs up and faster beyond
-#: (``benchmarks/bench_small_shapes.py``: reference/chunked 0.86 at 1K pairs, 0.92 at 17K, 1.10 at 69K, 1.07-1.56
-#: from 65K to 1.1M pairs), while holding far less memory.
+#: The same on the CPU, where chunked is about as fast as the reference around 16K pairs and faster beyond
+#: (``benchmarks/results/small_shapes_cpu.md``: reference/chunked 0.80 at 1K pairs, 0.95 at 4K, 1.06 at 16K, 0.93
+#: at 17K, 1.11 at 69K, 1.11-1.55 from 65K to 1.1M pairs), while holding far less memory.
 CPU_REFERENCE_MAX_PAIRS = 1 << 15
 
 
