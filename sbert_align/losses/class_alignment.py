@@ -85,7 +85,9 @@ class ClassAlignmentLoss(AlignmentLossBase):
               ``memory_warmup_steps`` (e.g. 1/10 of an epoch).
             - The memory is read and written only by training forward passes (module in training mode with
               gradients enabled); evaluation loss does not change it. ``memory_warmup_steps`` counts those forward
-              passes, so with gradient accumulation it counts micro-batches.
+              passes, so with gradient accumulation it counts micro-batches. A step's batch enters the memory
+              after that step's backward (it is staged and written at the next access to ``loss.memory``), so the
+              kernels' backward always sees the memory its forward saw.
 
         Relations:
             - :class:`AllNegativesLoss` is this loss without a memory, also on (anchor, positive, ...) columns.
