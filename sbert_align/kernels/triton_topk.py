@@ -14,8 +14,9 @@ tiles most tiles cost one row-maximum on top of the GEMM. Ties go to the smaller
 be strictly greater than the current worst to enter, and among equal worst entries the one with the largest index
 leaves first.
 
-Limits: ``k <= MAX_K`` (the extraction loop is O(k) per tile; larger ``k`` goes through the chunked path), fewer
-than 2**31 keys per call (int32 indices), and no NaN in the inputs.
+Limits: ``k <= MAX_K`` (the extraction loop is O(k) per tile; larger ``k`` goes through the chunked path) and no
+NaN in the inputs. Offsets and indices are int32 inside a launch, so queries and keys are launched in row ranges
+of at most 2**31 elements (``max_rows_per_launch``).
 
 Status: correct against the chunked path (tested under ``TRITON_INTERPRET=1``), **not yet measured on a GPU**, so
 ``similarity_topk(backend="auto")`` does not choose it; ask for it with ``backend="triton"``.
