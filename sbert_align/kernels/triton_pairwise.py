@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..objectives import CosineTargetObjective, MarginObjective, PairObjective, SupConObjective
 from ._inputs import PairInputs, compute_dtype
-from ._normalize import normalize_backward
+from ._normalize import NORMALIZE_EPS, normalize_backward
 
 __all__ = ["triton_pairwise_loss", "INTERPRET"]
 
@@ -303,7 +303,22 @@ def _inv_norm(x: Tensor, dtype: torch.dtype, rows: int = 1 << 16) -> Tensor:
     out = torch.empty(x.shape[0], dtype=dtype, device=x.device)
     for s in range(0, x.shape[0], rows):
         out[s : s + rows] = torch.linalg.vector_norm(x[s : s + rows].to(dtype), dim=-1)
-    return 1.0 / out.clamp_min(1e-12)
+    return 1.0 / out.clamp_min(NORMALIZE_EPS)
+
+
+def _dot_settings(in_dtype: torch.dtype, acc: torch.dtype) -> dict:
+    """The constexpr arguments of :func:`_sim_tile`'s dot product for these input / accumulation dtypes (shared by
+    the loss and the top-k kernels): IEEE fp32 for fp32/fp64 inputs, the bf16 upcast under the interpreter."""
+    return {
+        "ACC_DTYPE": tl.float64 if acc == torch.float64 else tl.float32,
+        "PRECISION": "ieee" if in_dtype in (torch.float32, torch.float64) else "tf32",
+        "DOT_UPCAST": bool(INTERPRET and in_dtype == torch.bfloat16),
+    }
+
+
+def _target_programs(device: torch.device) -> int:
+    """How many programs a launch should offer: four per SM on CUDA (two under the interpreter)."""
+    return 4 * _num_sms(device) if device.type == "cuda" else 2
 
 
 def _common_input_dtype(queries: Tensor, parts: tuple[Tensor, ...]) -> torch.dtype:
@@ -327,14 +342,12 @@ class _TritonPairLoss(torch.autograd.Function):
         n_q, dim = q.shape
         rq = _inv_norm(q, acc)
         ql = inputs.query_labels.contiguous()
-        precision = "ieee" if in_dtype in (torch.float32, torch.float64) else "tf32"
-        upcast = bool(INTERPRET and in_dtype == torch.bfloat16)
+        dot = _dot_settings(in_dtype, acc)
         # Parameters travel as a tensor in the accumulation dtype (a Python float argument would be rounded to fp32).
         params = torch.tensor([p_target, p_scale], dtype=acc, device=q.device)
         fixed_max = bool(obj_id == OBJ_SUPCON and p_scale <= 40.0 and not opts.get("online_max"))
-        acc_tl = tl.float64 if acc == torch.float64 else tl.float32
         grid_b = triton.cdiv(n_q, cfg["BLOCK_B"])
-        target_programs = 4 * _num_sms(q.device) if q.device.type == "cuda" else 2
+        target_programs = _target_programs(q.device)
         all_stats, all_lse, part_meta = [], [], []
         offset = 0
         for idx, (part, labels) in enumerate(zip(parts, inputs.key_label_parts)):
@@ -359,7 +372,7 @@ class _TritonPairLoss(torch.autograd.Function):
                     n_q, n_s, dim, q.stride(0), k.stride(0), offset + s0, tiles_per_split, params,
                     OBJ=obj_id, EXCLUDE_SELF=bool(inputs.exclude_self and idx == 0 and offset + s0 < n_q),
                     FIXED_MAX=fixed_max,
-                    ACC_DTYPE=acc_tl, PRECISION=precision, DOT_UPCAST=upcast, **cfg,
+                    **dot, **cfg,
                 )  # fmt: skip
                 all_stats.append(stats.sum(0))
                 if obj_id == OBJ_SUPCON:
@@ -374,7 +387,7 @@ class _TritonPairLoss(torch.autograd.Function):
             else:
                 lse = torch.full((n_q,), float("-inf"), dtype=acc, device=q.device)
         ctx.inputs, ctx.objective, ctx.cfg, ctx.opts = inputs, objective, cfg, opts
-        ctx.meta = (obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast, params)
+        ctx.meta = (obj_id, p_target, p_scale, dot, in_dtype, params)
         ctx.part_meta = part_meta
         # The key parts are saved too, though the backward reads them through part_meta: unpacking them makes
         # autograd check that none was changed in place in between (a memory bank written before the backward
@@ -389,7 +402,7 @@ class _TritonPairLoss(torch.autograd.Function):
         lse = lse if ctx.has_lse else None
         objective: PairObjective = ctx.objective
         inputs: PairInputs = ctx.inputs
-        obj_id, p_target, p_scale, precision, acc_tl, in_dtype, upcast, params = ctx.meta
+        obj_id, p_target, p_scale, dot, in_dtype, params = ctx.meta
         cfg = ctx.cfg
         acc = stats.dtype
         need_q = ctx.needs_input_grad[3]
@@ -428,7 +441,7 @@ class _TritonPairLoss(torch.autograd.Function):
                         q, k[c0:c1], rq, rk[c0:c1], inputs.query_labels, labels[c0:c1],
                         g_stats, g_lse, lse_safe, gscale, g,
                         n_q, c1 - c0, dim, q.stride(0), k.stride(0), g.stride(0), offset + c0, params,
-                        OBJ=obj_id, EXCLUDE_SELF=exclude, ACC_DTYPE=acc_tl, PRECISION=precision, DOT_UPCAST=upcast, **cfg,
+                        OBJ=obj_id, EXCLUDE_SELF=exclude, **dot, **cfg,
                     )  # fmt: skip
                     if need_q:
                         kn = F.normalize(k[c0:c1].to(acc), dim=-1).to(in_dtype)

@@ -31,7 +31,15 @@ from torch import Tensor
 
 from ._inputs import compute_dtype
 from .topk import FUSED_TOPK_MAX_K, sort_by_value_then_index
-from .triton_pairwise import INTERPRET, _config, _inv_norm, _num_sms, _sim_tile, max_rows_per_launch
+from .triton_pairwise import (
+    _common_input_dtype,
+    _config,
+    _dot_settings,
+    _inv_norm,
+    _sim_tile,
+    _target_programs,
+    max_rows_per_launch,
+)
 
 __all__ = ["triton_similarity_topk", "MAX_K"]
 
@@ -145,13 +153,7 @@ def triton_similarity_topk(
     """
     if not 1 <= k <= MAX_K:
         raise ValueError(f"the Triton top-k takes 1 <= k <= {MAX_K}, got k={k}; use backend='chunked'.")
-    acc = compute_dtype(queries, keys)
-    in_dtype = queries.dtype if queries.dtype == keys.dtype else acc
-    cfg = dict(_config(in_dtype, queries.device))
-    cfg.update(config or {})
-    q = queries.to(in_dtype).contiguous()
-    n_q, dim = q.shape
-    rq = _inv_norm(q, acc) if normalize else torch.ones(n_q, dtype=acc, device=q.device)
+    n_q, dim = queries.shape
     if n_q > max_rows_per_launch(dim):
         # int32 offsets address at most 2**31 query elements per launch: search in blocks of queries.
         step = max_rows_per_launch(dim)
@@ -163,15 +165,19 @@ def triton_similarity_topk(
             for s in range(0, n_q, step)
         ]  # fmt: skip
         return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
+    acc = compute_dtype(queries, keys)
+    in_dtype = _common_input_dtype(queries, (keys,))
+    cfg = dict(_config(in_dtype, queries.device))
+    cfg.update(config or {})
+    q = queries.to(in_dtype).contiguous()
+    rq = _inv_norm(q, acc) if normalize else torch.ones(n_q, dtype=acc, device=q.device)
     same_device = keys.device == q.device
     chunk = int(chunk_size) if chunk_size else (keys.shape[0] if same_device else 1 << 20)
     chunk = min(chunk, max_rows_per_launch(dim))  # int32 offsets within a launch (and int32 indices)
     k_pad = triton.next_power_of_2(k)
-    precision = "ieee" if in_dtype in (torch.float32, torch.float64) else "tf32"
-    upcast = bool(INTERPRET and in_dtype == torch.bfloat16)
-    acc_tl = tl.float64 if acc == torch.float64 else tl.float32
+    dot = _dot_settings(in_dtype, acc)
     grid_b = triton.cdiv(n_q, cfg["BLOCK_B"])
-    target_programs = 4 * _num_sms(q.device) if q.device.type == "cuda" else 2
+    target_programs = _target_programs(q.device)
     cand_v, cand_i = [], []
     for start in range(0, keys.shape[0], chunk):
         kc = keys[start : start + chunk].to(device=q.device, dtype=in_dtype).contiguous()
@@ -185,7 +191,7 @@ def triton_similarity_topk(
         idx = torch.empty(n_q, n_splits, k, dtype=torch.int32, device=q.device)
         _topk_kernel[(grid_b, n_splits)](
             q, kc, rq, rk, vals, idx, n_q, n_k, dim, q.stride(0), kc.stride(0), tiles_per_split,
-            K=k, K_PAD=k_pad, ACC_DTYPE=acc_tl, PRECISION=precision, DOT_UPCAST=upcast, **cfg,
+            K=k, K_PAD=k_pad, **dot, **cfg,
         )  # fmt: skip
         cand_v.append(vals.reshape(n_q, -1))
         # A program that saw fewer than k keys leaves (-inf, INT32_MAX) entries; they sort last and are never kept
