@@ -1,4 +1,6 @@
-"""MemoryBank: a fixed-size FIFO ring of detached embeddings and their labels, or per-class prototypes.
+"""The memory of past embeddings: the storage (:class:`MemoryBank`) and the policy of a training run
+(:class:`TrainingMemory`: warm-up, staging a step's batch until after its backward pass, the cross-process gather,
+and the state a checkpoint needs).
 
 The memory lets every class find positives and negatives beyond the current batch. It lives on the embeddings'
 device, in the dtype you choose, and never keeps a graph: what goes in is detached.
@@ -13,7 +15,7 @@ from torch import Tensor
 
 from .kernels._inputs import check_labels
 
-__all__ = ["MemoryBank"]
+__all__ = ["MemoryBank", "TrainingMemory"]
 
 _DTYPES = {
     "float32": torch.float32,
@@ -108,6 +110,14 @@ class MemoryBank:
     def is_full(self) -> bool:
         return self.filled == self.size
 
+    def to(self, device: str | torch.device) -> MemoryBank:
+        """Move the storage to ``device`` (in place; returns the bank)."""
+        self.device = torch.device(device)
+        if self._embeddings is not None:
+            self._embeddings = self._embeddings.to(self.device)
+            self._labels = self._labels.to(self.device)
+        return self
+
     def reset(self) -> None:
         """Forget everything (keeps the capacity, dimension, dtype and device)."""
         if self._embeddings is not None:
@@ -189,7 +199,7 @@ class MemoryBank:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to restore the bank (tensors and counters)."""
+        """Everything needed to restore the bank: tensors, counters and settings (JSON-able except the tensors)."""
         return {
             "size": self.size,
             "dim": self.dim,
@@ -228,3 +238,99 @@ class MemoryBank:
             f"MemoryBank(size={self.size}, dim={self.dim}, dtype={str(self.dtype).replace('torch.', '')}, "
             f"mode={self.mode!r}, filled={self.filled})"
         )
+
+
+class TrainingMemory:
+    """When a loss reads its :class:`MemoryBank` and when a training step's batch goes in: the memory policy.
+
+    * **Warm-up**: the first ``warmup_steps`` training steps neither read nor write the memory (early embeddings
+      change fast and make stale keys).
+    * **Staging**: :meth:`record_step` does not write the batch at once. The loss just computed still has to run
+      its backward pass, and the tiled kernels keep the memory's rows (a view, not a copy) to recompute their
+      tiles there; writing the ring in place before that would change the keys under them. The batch is staged
+      and written by :meth:`flush`, which every read (:attr:`bank`, :meth:`keys`) calls first.
+    * **Several processes**: under DDP the staged batch is every process's batch in rank order (gathered in
+      :meth:`record_step`, in step on every process), so the memory stays identical on all processes.
+    * **State**: :meth:`state_dict` / :meth:`load_state_dict` hold the bank, the step counter and the staged batch,
+      so that a resumed run continues exactly where the interrupted one stopped.
+
+    Args:
+        bank: The storage, or None for no memory (steps are still counted).
+        warmup_steps: Training steps before the memory is read and written.
+
+    Example:
+        ::
+
+            import torch
+            from sbert_align.memory import MemoryBank, TrainingMemory
+
+            memory = TrainingMemory(MemoryBank(size=8, dim=4), warmup_steps=1)
+            for _ in range(3):
+                emb, labels = torch.randn(2, 4), torch.tensor([0, 1])
+                keys = memory.keys()  # None during warm-up, then (rows, labels) of the earlier batches
+                memory.record_step(emb, labels)
+            print(memory.steps, len(memory.bank))  # 3 steps, 4 rows (steps 2 and 3)
+    """
+
+    def __init__(self, bank: MemoryBank | None, warmup_steps: int = 0) -> None:
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"memory_warmup_steps must be an integer >= 0, got {warmup_steps!r}.")
+        self._bank = bank
+        self.warmup_steps = warmup_steps
+        self.steps = 0  # training steps (forward passes) recorded so far
+        self._pending: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def bank(self) -> MemoryBank | None:
+        """The storage, with every finished training step's batch in it (None without a memory)."""
+        self.flush()
+        return self._bank
+
+    @property
+    def active(self) -> bool:
+        """True once the warm-up is over (and there is a memory)."""
+        return self._bank is not None and self.steps >= self.warmup_steps
+
+    def keys(self) -> tuple[Tensor, Tensor] | None:
+        """The memory's rows and labels to compare a batch with, or None (no memory, warming up, or empty)."""
+        if not self.active or len(self.bank) == 0:
+            return None
+        return self._bank.get_unordered()
+
+    def record_step(self, embeddings: Tensor, labels: Tensor) -> None:
+        """Count a training step and, once warm, stage its batch (all processes' under DDP) for the memory."""
+        self.steps += 1
+        if self._bank is None or self.steps <= self.warmup_steps:
+            return
+        from .distributed import gather_detached
+
+        self.flush()
+        self._pending = gather_detached(embeddings, labels)
+
+    def flush(self) -> None:
+        """Write the staged batch of the last training step into the bank (a no-op when nothing is staged)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._bank.enqueue(*pending)
+
+    def reset(self) -> None:
+        """Forget the memory's contents, the staged batch and the step counter."""
+        self._pending = None
+        self.steps = 0
+        if self._bank is not None:
+            self._bank.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step counter and the bank's state (the staged batch is written first: call between steps)."""
+        return {"steps": self.steps, "bank": None if self._bank is None else self.bank.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; a memory can only be loaded into a memory of the same size and mode."""
+        if (state["bank"] is None) != (self._bank is None):
+            have = "no memory" if self._bank is None else "a memory"
+            saved = "no memory" if state["bank"] is None else "a memory"
+            raise ValueError(f"Cannot load the state of a loss with {saved} into a loss with {have}.")
+        self._pending = None
+        self.steps = int(state["steps"])
+        if self._bank is not None:
+            self._bank.load_state_dict(state["bank"])

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checkpoints import register_stateful_loss
 from ..kernels import pairwise_loss
 from ..objectives import PairObjective
 from ..schedules import Schedule
@@ -126,6 +127,16 @@ class AnnealedPairLoss(AlignmentLossBase):
         self.length_schedule = Schedule(schedule, start_length, end_length, anneal_steps, num_stages)
         self.in_batch_negatives = in_batch_negatives
         self.steps = 0
+        register_stateful_loss(self)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The schedule's position (training steps so far): part of ``loss.state_dict()`` and of every Trainer
+        checkpoint, so a resumed run continues at the length it had reached (see :mod:`sbert_align.checkpoints`)."""
+        return {"steps": self.steps}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_extra_state` returned."""
+        self.steps = int(state["steps"])
 
     @property
     def current_length(self) -> int:

@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..kernels import pairwise_loss
-from ..memory import MemoryBank
+from ..checkpoints import register_stateful_loss
+from ..memory import MemoryBank, TrainingMemory
 from ..objectives import PairObjective
 from ._base import CITATIONS, AlignmentLossBase, batch_keys, check_class_labels
 
@@ -70,7 +71,7 @@ class ClassAlignmentLoss(AlignmentLossBase):
             seed: Seed of the sampling in ``pairs="sampled"``.
 
         Requirements:
-            1. Integer class labels (encode strings with :class:`sbert_align.data.LabelEncoder`).
+            1. Integer class labels (encode strings with :func:`sbert_align.data.encode_labels`).
             2. A batch may hold any mix of classes: the memory supplies positives the batch lacks.
 
         Inputs:
@@ -121,24 +122,16 @@ class ClassAlignmentLoss(AlignmentLossBase):
         )
         if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
             raise ValueError(f"memory_size must be an integer >= 0 (0 disables the memory), got {memory_size!r}.")
-        if (
-            isinstance(memory_warmup_steps, bool)
-            or not isinstance(memory_warmup_steps, int)
-            or memory_warmup_steps < 0
-        ):
-            raise ValueError(f"memory_warmup_steps must be an integer >= 0, got {memory_warmup_steps!r}.")
         if pairs not in ("all", "sampled"):
             raise ValueError(f"pairs must be 'all' or 'sampled', got {pairs!r}.")
         self.memory_size = memory_size
-        self.memory_warmup_steps = memory_warmup_steps
         self.pairs = pairs
         self.gather_across_devices = gather_across_devices
         self.seed = seed
-        self._memory = MemoryBank(memory_size, dtype=memory_dtype, mode=memory_mode) if memory_size > 0 else None
-        # The last training batch, gathered and detached, waiting to be written into the memory (see flush_memory).
-        self._pending: tuple[Tensor, Tensor] | None = None
-        self.steps = 0
+        bank = MemoryBank(memory_size, dtype=memory_dtype, mode=memory_mode) if memory_size > 0 else None
+        self.training_memory = TrainingMemory(bank, memory_warmup_steps)
         self._generator: torch.Generator | None = None
+        register_stateful_loss(self)
 
     # ------------------------------------------------------------------ training
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
@@ -153,25 +146,30 @@ class ClassAlignmentLoss(AlignmentLossBase):
     @property
     def memory(self) -> MemoryBank | None:
         """The memory bank (None when ``memory_size=0``), with every finished training step's batch in it."""
-        self.flush_memory()
-        return self._memory
+        return self.training_memory.bank
 
     @property
-    def memory_active(self) -> bool:
-        return self.memory is not None and self.steps >= self.memory_warmup_steps
+    def memory_warmup_steps(self) -> int:
+        return self.training_memory.warmup_steps
+
+    @property
+    def steps(self) -> int:
+        """Training steps (forward passes in training mode with gradients enabled) seen so far."""
+        return self.training_memory.steps
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         """The loss of a batch of embeddings ``[(B, D)]`` with labels ``(B,)`` against itself and the memory.
 
-        In a training step (training mode, gradients enabled) the batch is then added to the memory.
+        In a training step (training mode, gradients enabled) the batch is then staged for the memory.
         """
         if len(embeddings) != 1:
             raise ValueError(f"ClassAlignmentLoss expects the embeddings of one text column, got {len(embeddings)}.")
         emb = embeddings[0]
         labels = check_class_labels(labels, emb.shape[0], type(self).__name__).to(emb.device)
         keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
-        if self.memory_active and len(self.memory) > 0:
-            mem_emb, mem_labels = self.memory.get_unordered()
+        memory = self.training_memory.keys()
+        if memory is not None:
+            mem_emb, mem_labels = memory
             if mem_emb.shape[1] != emb.shape[1]:
                 raise ValueError(
                     f"The memory bank holds embeddings of dimension {mem_emb.shape[1]} but the model now gives "
@@ -186,36 +184,28 @@ class ClassAlignmentLoss(AlignmentLossBase):
         else:
             loss = self.sampled_pairs_loss(emb, labels, torch.cat(keys), torch.cat(key_labels))
         if self.is_training_step:
-            self.stage_memory_update(emb, labels)
+            self.training_memory.record_step(emb, labels)
         return loss
 
-    def stage_memory_update(self, embeddings: Tensor, labels: Tensor) -> None:
-        """Count a training step and, once warm, stage the batch (all processes' under DDP) for the memory.
+    # ------------------------------------------------------------------ checkpoint state
+    def get_extra_state(self) -> dict[str, Any]:
+        """The training state a checkpoint needs: the memory (rows, labels, fill position), the step counter and
+        the generator of ``pairs="sampled"``. It is part of ``loss.state_dict()`` (key ``_extra_state``) and is
+        written with every Trainer checkpoint (see :mod:`sbert_align.checkpoints`)."""
+        generator = None if self._generator is None else self._generator.get_state()
+        return {"memory": self.training_memory.state_dict(), "generator": generator}
 
-        The batch is written by :meth:`flush_memory` at the next access to :attr:`memory` (at the latest, the next
-        forward pass), not now: the loss just computed still has to run its backward pass, and the tiled kernels
-        keep the memory's rows (a view, not a copy) to recompute their tiles there. Writing the ring buffer in
-        place before that would change the keys under them. Under DDP the gather happens here, in step on every
-        process; the later write is local.
-        """
-        self.steps += 1
-        if self._memory is None or self.steps <= self.memory_warmup_steps:
-            return
-        from ..distributed import gather_detached
-
-        self.flush_memory()
-        self._pending = gather_detached(embeddings, labels)
-
-    def flush_memory(self) -> None:
-        """Write the staged batch of the last training step into the memory (a no-op when nothing is staged)."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._memory.enqueue(*pending)
-
-    def update_memory(self, embeddings: Tensor, labels: Tensor) -> None:
-        """Count a training step and, once warm, add the batch (all processes' under DDP) to the memory now."""
-        self.stage_memory_update(embeddings, labels)
-        self.flush_memory()
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_extra_state` returned (the memory goes to the model's device)."""
+        self.training_memory.load_state_dict(state["memory"])
+        bank = self.training_memory.bank
+        device = next(self.model.parameters(), torch.empty(0)).device if isinstance(self.model, nn.Module) else None
+        if bank is not None and bank._embeddings is not None and device is not None:
+            bank.to(device)
+        self._generator = None
+        if state.get("generator") is not None:
+            self._generator = torch.Generator(device="cpu")
+            self._generator.set_state(state["generator"])
 
     def sampled_pairs_loss(self, emb: Tensor, labels: Tensor, keys: Tensor, key_labels: Tensor) -> Tensor:
         """The original sampling: per anchor one random positive and one random negative among the valid keys.
