@@ -10,16 +10,16 @@ import json
 
 import pytest
 import torch
+from conftest import make_tiny_sentence_transformer
 from datasets import Dataset
 from sentence_transformers import InputExample, SentenceTransformerTrainer
 from sentence_transformers import SentenceTransformerTrainingArguments as Args
+from test_training import toy_classes, toy_pairs
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 
 from sbert_align.checkpoints import STATE_JSON_NAME, STATE_TENSORS_NAME, load_loss_states, save_loss_states
 from sbert_align.losses import AllNegativesLoss, AnnealedPairLoss, ClassAlignmentLoss
-from conftest import make_tiny_sentence_transformer
-from test_training import toy_classes, toy_pairs
 
 TOTAL, STOP = 10, 5
 

@@ -7,10 +7,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..kernels import resolve_backend
 from ..kernels._inputs import check_labels
 from ..objectives import OBJECTIVES, PairObjective, get_objective
 
-__all__ = ["build_objective", "AlignmentLossBase", "CITATIONS", "check_class_labels"]
+__all__ = [
+    "build_objective",
+    "AlignmentLossBase",
+    "CITATIONS",
+    "check_class_labels",
+    "batch_keys",
+    "step_objective",
+]
 
 CITATIONS = {
     "supcon": """
@@ -125,6 +133,21 @@ class AlignmentLossBase(nn.Module):
     @property
     def citation(self) -> str:
         return CITATIONS.get(self.objective.name, "")
+
+
+def step_objective(
+    objective: PairObjective, backend: str, queries: Tensor, num_keys: int, gather_across_devices: bool
+) -> tuple[PairObjective, str]:
+    """The objective and backend of one step. With ``gather_across_devices`` under DDP the objective reduces over
+    every process's anchors (:func:`sbert_align.distributed.across_processes`), so the processes together compute
+    the loss and gradients of one process on the concatenated batch; ``auto`` is then resolved from the largest
+    batch of any process, so that every process runs the same backend and so the same collectives."""
+    from ..distributed import across_processes, gather_sizes, is_distributed
+
+    if not (gather_across_devices and is_distributed()):
+        return objective, backend
+    largest = max(gather_sizes(queries.shape[0], queries.device))
+    return across_processes(objective), resolve_backend(backend, queries.device.type, largest * num_keys)
 
 
 def batch_keys(embeddings: Tensor, labels: Tensor, gather_across_devices: bool) -> tuple[list[Tensor], list[Tensor]]:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..kernels import pairwise_loss
 from ..objectives import PairObjective
-from ._base import AlignmentLossBase, batch_keys, check_class_labels
+from ._base import AlignmentLossBase, batch_keys, check_class_labels, step_objective
 
 __all__ = ["AllNegativesLoss"]
 
@@ -128,19 +128,27 @@ class AllNegativesLoss(AlignmentLossBase):
                 )
             emb, labels = self.row_classes(embeddings)
         keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
-        return pairwise_loss(
-            emb, keys, labels, key_labels, objective=self.objective, exclude_self=True, backend=self.backend
-        )
+        num_keys = sum(k.shape[0] for k in keys)
+        objective, backend = step_objective(self.objective, self.backend, emb, num_keys, self.gather_across_devices)
+        return pairwise_loss(emb, keys, labels, key_labels, objective=objective, exclude_self=True, backend=backend)
 
-    @staticmethod
-    def row_classes(embeddings: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Stack the columns and give each text its class: the row for anchor and positive, unique for negatives."""
+    def row_classes(self, embeddings: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Stack the columns and give each text its class: the row for anchor and positive, unique for negatives.
+
+        Under DDP with ``gather_across_devices`` the rows are numbered across processes, so that row 3 of one
+        process and row 3 of another are different classes.
+        """
         batch = embeddings[0].shape[0]
         for i, e in enumerate(embeddings):
             if e.shape[0] != batch:
                 raise ValueError(f"Column {i} has {e.shape[0]} rows but column 0 has {batch}.")
-        rows = torch.arange(batch, device=embeddings[0].device)
-        labels = [rows, rows] + [rows + batch * (c + 1) for c in range(1, len(embeddings) - 1)]
+        offset, total = 0, batch
+        if self.gather_across_devices:
+            from ..distributed import gather_sizes, rank_offset
+
+            offset, total = rank_offset(batch, embeddings[0].device), sum(gather_sizes(batch, embeddings[0].device))
+        rows = torch.arange(offset, offset + batch, device=embeddings[0].device)
+        labels = [rows, rows] + [rows + total * (c + 1) for c in range(1, len(embeddings) - 1)]
         return torch.cat(embeddings), torch.cat(labels[: len(embeddings)])
 
     def get_config_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from ..kernels import pairwise_loss
 from ..objectives import PairObjective
 from ..schedules import Schedule
 from ..truncation import truncate_features
-from ._base import AlignmentLossBase
+from ._base import AlignmentLossBase, batch_keys, step_objective
 
 __all__ = ["AnnealedPairLoss"]
 
@@ -36,6 +36,7 @@ class AnnealedPairLoss(AlignmentLossBase):
         balance: bool = False,
         reduction: str = "mean",
         num_stages: int = 4,
+        gather_across_devices: bool = False,
         backend: str = "auto",
     ) -> None:
         """
@@ -71,6 +72,9 @@ class AnnealedPairLoss(AlignmentLossBase):
             balance: Average duplicate and non-duplicate pairs as two equal groups.
             reduction: ``"mean"`` or ``"sum"``.
             num_stages: Stages of the ``"step"`` schedule.
+            gather_across_devices: Under DDP, reduce over every process's pairs (and, with
+                ``in_batch_negatives``, use every process's ``text2`` as keys, gradients flowing back), so the
+                processes together compute the loss of one process on the concatenated batch.
             backend: Kernel backend for ``in_batch_negatives``.
 
         Requirements:
@@ -126,6 +130,7 @@ class AnnealedPairLoss(AlignmentLossBase):
             )
         self.length_schedule = Schedule(schedule, start_length, end_length, anneal_steps, num_stages)
         self.in_batch_negatives = in_batch_negatives
+        self.gather_across_devices = gather_across_devices
         self.steps = 0
         register_stateful_loss(self)
 
@@ -201,15 +206,24 @@ class AnnealedPairLoss(AlignmentLossBase):
             raise ValueError(f"text1 and text2 embeddings differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}.")
         labels = self.check_pair_labels(labels, a.shape[0]).to(a.device)
         if self.in_batch_negatives:
-            # Query i's only positive is key i, and only for duplicate pairs; every other key is a negative.
-            rows = torch.arange(a.shape[0], device=a.device)
-            key_labels = torch.where(labels == 1, rows, rows + a.shape[0])
-            return pairwise_loss(a, b, rows, key_labels, objective=self.objective, backend=self.backend)
+            # Query i's only positive is key i, and only for duplicate pairs; every other key is a negative. Rows
+            # are numbered across processes (offset), and a non-duplicate key gets an id no query has (+ total).
+            from ..distributed import gather_sizes, rank_offset
+
+            gather = self.gather_across_devices
+            offset = rank_offset(a.shape[0], a.device) if gather else 0
+            total = sum(gather_sizes(a.shape[0], a.device)) if gather else a.shape[0]
+            rows = torch.arange(offset, offset + a.shape[0], device=a.device)
+            key_labels = torch.where(labels == 1, rows, rows + total)
+            keys, all_key_labels = batch_keys(b, key_labels, gather)
+            objective, backend = step_objective(self.objective, self.backend, a, total, gather)
+            return pairwise_loss(a, keys, rows, all_key_labels, objective=objective, backend=backend)
+        objective, _ = step_objective(self.objective, self.backend, a, 1, self.gather_across_devices)
         dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=a.device.type, enabled=False):
             sim = F.cosine_similarity(a.to(dtype), b.to(dtype), dim=-1)[:, None]
         pos = (labels == 1)[:, None]
-        return self.objective.loss(sim, pos, torch.ones_like(pos))
+        return objective.loss(sim, pos, torch.ones_like(pos))
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -219,4 +233,5 @@ class AnnealedPairLoss(AlignmentLossBase):
             "anneal_steps": self.length_schedule.total_steps,
             "schedule": self.length_schedule.kind,
             "in_batch_negatives": self.in_batch_negatives,
+            "gather_across_devices": self.gather_across_devices,
         }

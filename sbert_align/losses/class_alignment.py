@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kernels import pairwise_loss
 from ..checkpoints import register_stateful_loss
+from ..kernels import pairwise_loss
 from ..memory import MemoryBank, TrainingMemory
 from ..objectives import PairObjective
-from ._base import CITATIONS, AlignmentLossBase, batch_keys, check_class_labels
+from ._base import CITATIONS, AlignmentLossBase, batch_keys, check_class_labels, step_objective
 
 __all__ = ["ClassAlignmentLoss"]
 
@@ -177,12 +177,14 @@ class ClassAlignmentLoss(AlignmentLossBase):
                 )
             keys.append(mem_emb.to(emb.device))
             key_labels.append(mem_labels.to(emb.device))
+        num_keys = sum(k.shape[0] for k in keys)
+        objective, backend = step_objective(self.objective, self.backend, emb, num_keys, self.gather_across_devices)
         if self.pairs == "all":
             loss = pairwise_loss(
-                emb, keys, labels, key_labels, objective=self.objective, exclude_self=True, backend=self.backend
+                emb, keys, labels, key_labels, objective=objective, exclude_self=True, backend=backend
             )
         else:
-            loss = self.sampled_pairs_loss(emb, labels, torch.cat(keys), torch.cat(key_labels))
+            loss = self.sampled_pairs_loss(emb, labels, torch.cat(keys), torch.cat(key_labels), objective)
         if self.is_training_step:
             self.training_memory.record_step(emb, labels)
         return loss
@@ -207,7 +209,9 @@ class ClassAlignmentLoss(AlignmentLossBase):
             self._generator = torch.Generator(device="cpu")
             self._generator.set_state(state["generator"])
 
-    def sampled_pairs_loss(self, emb: Tensor, labels: Tensor, keys: Tensor, key_labels: Tensor) -> Tensor:
+    def sampled_pairs_loss(
+        self, emb: Tensor, labels: Tensor, keys: Tensor, key_labels: Tensor, objective: PairObjective | None = None
+    ) -> Tensor:
         """The original sampling: per anchor one random positive and one random negative among the valid keys.
 
         The objective then sees a (B x 2) similarity matrix; an anchor without a positive (or negative) simply
@@ -234,7 +238,7 @@ class ClassAlignmentLoss(AlignmentLossBase):
             sim = torch.stack([(q * k[c]).sum(-1) for c in chosen], dim=1)
         pos = torch.tensor([[True, False]], device=emb.device).expand(batch, 2)
         valid = torch.stack(present, dim=1)
-        return self.objective.loss(sim, pos, valid)
+        return (objective or self.objective).loss(sim, pos, valid)
 
     # ------------------------------------------------------------------ config
     def get_config_dict(self) -> dict[str, Any]:
