@@ -3,9 +3,9 @@
 A loss with training state (:class:`~sbert_align.losses.ClassAlignmentLoss`: its memory bank, step counter and
 sampling generator; :class:`~sbert_align.losses.AnnealedPairLoss`: its schedule step) keeps that state in
 ``get_extra_state()`` / ``set_extra_state()``, so it is part of ``loss.state_dict()`` as PyTorch defines it. On
-construction such a loss registers itself here, and :class:`LossStateCallback` joins every
-``transformers.Trainer`` (and so ``SentenceTransformerTrainer`` and ``SentenceTransformer.fit``) through
-``transformers.trainer.DEFAULT_CALLBACKS``. The callback
+construction such a loss registers itself, and :class:`LossStateCallback` joins every ``transformers.Trainer`` (and
+so ``SentenceTransformerTrainer`` and ``SentenceTransformer.fit``) through ``transformers.trainer.DEFAULT_CALLBACKS``
+(see :mod:`sbert_align._trainer_hooks` for how it finds the Trainer's losses). The callback
 
 * on every checkpoint (``on_save``) writes the state of the losses that train the trainer's model into the
   checkpoint folder: tensors in ``sbert_align_loss_state.safetensors``, everything else in
@@ -15,8 +15,8 @@ construction such a loss registers itself here, and :class:`LossStateCallback` j
   ``args.resume_from_checkpoint`` when that names the checkpoint, else from ``<output_dir>/checkpoint-<step>``,
   where the Trainer writes its checkpoints. A resumed run without that file warns that the losses start afresh.
 
-Losses are told apart by class and order of construction (``ClassAlignmentLoss_0``, ...), so a resumed script
-must build its losses in the same order, as it builds the same model and data.
+The losses of one Trainer are told apart by class and order of construction (``ClassAlignmentLoss_0``, ...), so a
+resumed script must build them in the same order, as it builds the same model and data.
 
 Example:
     ::
@@ -35,18 +35,17 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import tempfile
 import warnings
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
-from transformers import TrainerCallback
+
+from ._trainer_hooks import LossCallback, install_callback, register_loss
 
 __all__ = [
     "LossStateCallback",
@@ -61,41 +60,19 @@ STATE_TENSORS_NAME = "sbert_align_loss_state.safetensors"
 STATE_JSON_NAME = "sbert_align_loss_state.json"
 _FORMAT_VERSION = 1
 
-_LIVE: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()  # loss -> construction order
-_SERIAL = itertools.count()
-
 
 def register_stateful_loss(loss: nn.Module) -> None:
     """Make ``loss``'s ``get_extra_state()`` part of every Trainer checkpoint (called by the losses themselves)."""
-    _LIVE[loss] = next(_SERIAL)
-    _install_callback()
+    register_loss(loss)
+    install_callback(LossStateCallback)
 
 
-def _install_callback() -> None:
-    import transformers.trainer as hf_trainer
-
-    if LossStateCallback not in hf_trainer.DEFAULT_CALLBACKS:
-        hf_trainer.DEFAULT_CALLBACKS.append(LossStateCallback)
-
-
-def _unwrap(model: Any) -> Any:
-    """The module under DDP / DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
-def losses_of(model: nn.Module) -> dict[str, nn.Module]:
-    """The live stateful losses that train ``model``, keyed ``<ClassName>_<i>`` in order of construction."""
-    target = _unwrap(model)
-    found = sorted(
-        ((serial, loss) for loss, serial in list(_LIVE.items()) if _unwrap(getattr(loss, "model", None)) is target),
-        key=lambda item: item[0],
-    )
+def keyed_stateful(losses: list[nn.Module]) -> dict[str, nn.Module]:
+    """The losses with training state among ``losses``, keyed ``<ClassName>_<i>`` in their order."""
     keyed: dict[str, nn.Module] = {}
-    for _, loss in found:
+    for loss in losses:
+        if type(loss).get_extra_state is nn.Module.get_extra_state:
+            continue
         name = type(loss).__name__
         keyed[f"{name}_{sum(k.rsplit('_', 1)[0] == name for k in keyed)}"] = loss
     return keyed
@@ -162,7 +139,7 @@ def load_loss_states(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------------------- callback
-class LossStateCallback(TrainerCallback):
+class LossStateCallback(LossCallback):
     """Writes the training state of sbert-align's losses with every Trainer checkpoint and restores it on resume.
 
     Every Trainer gets one automatically once such a loss exists (see the module docstring); add it yourself
@@ -172,7 +149,7 @@ class LossStateCallback(TrainerCallback):
     def on_save(self, args, state, control, model=None, **kwargs):
         if model is None or getattr(args, "save_only_model", False) or not state.is_world_process_zero:
             return
-        losses = losses_of(model)
+        losses = keyed_stateful(self.losses(model))
         if losses:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             save_loss_states(folder, {key: loss.get_extra_state() for key, loss in losses.items()})
@@ -180,7 +157,7 @@ class LossStateCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is None or state.global_step == 0:
             return
-        losses = losses_of(model)
+        losses = keyed_stateful(self.losses(model))
         if not losses:
             return
         folder = _resume_folder(args, state.global_step)

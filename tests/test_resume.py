@@ -52,10 +52,12 @@ def _dataset(name: str) -> Dataset:
     return Dataset.from_dict({"text": texts, "label": labels})
 
 
-def _run(tiny_model_dir, tmp_path, name: str, *, stop: int | None = None, resume: bool = False):
-    """Train to TOTAL steps (or stop at ``stop``), recording the loss of every training step."""
+def _run(tiny_model_dir, tmp_path, name: str, *, stop: int | None = None, resume: bool = False, decoy=False):
+    """Train to TOTAL steps (or stop at ``stop``), recording the loss of every training step. ``decoy``: another
+    loss of the same class and model exists (built first) but is not the Trainer's: it must get no state."""
     torch.manual_seed(0)
     model = make_tiny_sentence_transformer(tiny_model_dir)
+    decoy_loss = LOSSES[name](model) if decoy else None  # noqa: F841 - kept alive on purpose
     loss = LOSSES[name](model)
     values: list[float] = []
     loss.register_forward_hook(lambda module, inputs, output: values.append(output.item()))
@@ -90,7 +92,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path, name):
     assert len(full) == TOTAL and len(first) == STOP
     checkpoint = tmp_path / "cut" / f"checkpoint-{STOP}"
     assert (checkpoint / STATE_JSON_NAME).is_file()
-    rest, resumed_model, resumed_loss = _run(tiny_model_dir, tmp_path / "cut", name, resume=True)
+    rest, resumed_model, resumed_loss = _run(tiny_model_dir, tmp_path / "cut", name, resume=True, decoy=True)
     assert len(rest) == TOTAL - STOP
     torch.testing.assert_close(torch.tensor(first + rest), torch.tensor(full), rtol=0, atol=1e-6)
     for (key, a), b in zip(full_model.state_dict().items(), resumed_model.state_dict().values()):

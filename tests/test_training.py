@@ -239,3 +239,18 @@ def test_real_minilm_loads_offline_and_trains_a_step(tmp_path):
     )
     trainer.train()
     assert torch.isfinite(torch.tensor(_loss_curve(trainer))).all()
+
+
+@pytest.mark.parametrize("column", ["label", "labels"])
+def test_string_labels_through_trainer_are_refused_clearly(tiny_model, tmp_path, column):
+    texts, labels = toy_classes(4)
+    data = Dataset.from_dict({"text": texts, column: [f"topic{y}" for y in labels]})
+    trainer = SentenceTransformerTrainer(
+        model=tiny_model, args=_args(tmp_path, max_steps=1), train_dataset=data, loss=ClassAlignmentLoss(tiny_model)
+    )
+    with pytest.raises(ValueError, match=rf"'{column}' column of the training set holds strings.*class_encode_column"):
+        trainer.train()
+    encoded = data.class_encode_column(column)  # the fix the message gives
+    SentenceTransformerTrainer(
+        model=tiny_model, args=_args(tmp_path, max_steps=1), train_dataset=encoded, loss=ClassAlignmentLoss(tiny_model)
+    ).train()

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._trainer_hooks import LossCallback, install_callback, register_loss
 from ..kernels import resolve_backend
 from ..kernels._inputs import check_labels
 from ..objectives import OBJECTIVES, PairObjective, get_objective
@@ -118,6 +119,24 @@ class AlignmentLossBase(nn.Module):
             objective, temperature=temperature, t_neg=t_neg, margin=margin, balance=balance, reduction=reduction
         )
         self.backend = backend
+        register_loss(self)
+        install_callback(LabelColumnCheck)
+
+    def check_train_dataset(self, dataset: Any) -> None:
+        """Refuse a training set whose label column holds strings, before the first batch (the data collator would
+        fail with ``too many dimensions 'str'``). Called by :class:`LabelColumnCheck` when training starts."""
+        for name, part in dataset.items() if isinstance(dataset, dict) else [(None, dataset)]:
+            features = getattr(part, "features", None) or {}
+            for column in LABEL_COLUMNS:
+                dtype = getattr(features.get(column), "dtype", None)
+                if dtype in ("string", "large_string"):
+                    where = f"the {name!r} training set" if name else "the training set"
+                    raise ValueError(
+                        f"{type(self).__name__} needs integer labels, but the {column!r} column of {where} holds "
+                        f"strings (e.g. {part[0][column]!r}). Encode them first, e.g. "
+                        f"train_dataset = train_dataset.class_encode_column({column!r}) (datasets), or with "
+                        "sbert_align.data.encode_labels."
+                    )
 
     def embed(self, features: dict[str, Tensor]) -> Tensor:
         return self.model(features)["sentence_embedding"]
@@ -133,6 +152,22 @@ class AlignmentLossBase(nn.Module):
     @property
     def citation(self) -> str:
         return CITATIONS.get(self.objective.name, "")
+
+
+#: The label columns sentence-transformers' data collator reads (its ``DEFAULT_LABEL_COLUMNS``).
+LABEL_COLUMNS = ("label", "labels", "score", "scores")
+
+
+class LabelColumnCheck(LossCallback):
+    """Checks the training set of every Trainer that trains with an sbert-align loss when training starts (see
+    :meth:`AlignmentLossBase.check_train_dataset`); joins every Trainer automatically."""
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        dataset = getattr(train_dataloader, "dataset", None)
+        if model is None or dataset is None:
+            return
+        for loss in self.losses(model):
+            loss.check_train_dataset(dataset)
 
 
 def step_objective(
