@@ -6,7 +6,15 @@ similarity kernels, and kNN / clustering / retrieval evaluators.
 
 from __future__ import annotations
 
-from .data import SplitSet, decode_labels, encode_labels, load_splits, symmetrize_pairs, train_validation_split
+from .data import (
+    SplitSet,
+    UnseenLabelWarning,
+    decode_labels,
+    encode_labels,
+    load_splits,
+    symmetrize_pairs,
+    train_validation_split,
+)
 from .evaluation import (
     KMeansEvaluator,
     KNNEvaluator,
@@ -41,6 +49,7 @@ __all__ = [
     "symmetrize_pairs",
     "encode_labels",
     "decode_labels",
+    "UnseenLabelWarning",
     "pairwise_loss",
     "similarity_topk",
     "MemoryBank",

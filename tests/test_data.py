@@ -10,6 +10,7 @@ import warnings
 import pytest
 
 from sbert_align import data as D
+from sbert_align.data import named
 
 
 def _write_csv(path, header, rows, delimiter=","):
@@ -113,7 +114,7 @@ def test_clear_errors(tmp_path):
 def test_shared_sets_need_the_data_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("SBERT_ALIGN_DATA_DIR", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(D, "shared_data_dir", lambda: None)
+    monkeypatch.setattr(named, "shared_data_dir", lambda: None)
     with pytest.raises(ValueError, match="needs the shared data folder"):
         D.load_splits("banking77")
     fake = tmp_path / "shared"
@@ -205,3 +206,269 @@ def test_subsample_is_seeded_and_bounded():
     a, b = d.subsample("train", 100, seed=1), d.subsample("train", 100, seed=1)
     assert a.texts("train") == b.texts("train") and len(a.texts("train")) == 100
     assert d.subsample("train", None) is d
+
+
+# ----------------------------------------------------------------------------------------------- package layout
+
+
+def test_old_names_still_import_and_data_imports_no_other_package():
+    import ast
+    from pathlib import Path
+
+    from sbert_align.data import (  # noqa: F401
+        DEFAULT_DEMO_DATA,
+        NAMED_SETS,
+        LabelEncoding,
+        PairLeakWarning,
+        SplitSet,
+        UnseenLabelWarning,
+        bundled_path,
+        decode_labels,
+        encode_labels,
+        from_hf_dataset,
+        load_splits,
+        read_table,
+        shared_data_dir,
+        symmetrize_pairs,
+        train_validation_split,
+    )
+
+    assert issubclass(UnseenLabelWarning, UserWarning)
+    assert bundled_path("trec_train.csv").parent.name == "_bundled"
+    assert bundled_path("trec_train.csv").parent.parent.name == "sbert_align"
+    package = Path(D.__file__).parent
+    assert package.name == "data" and not (package.parent / "data.py").exists()
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = "." * node.level + (node.module or "")
+                assert not (node.level >= 2 or target.startswith("sbert_align")), (module.name, target)
+
+
+# ----------------------------------------------------------------------------------------------- one label encoder
+
+
+def test_one_and_one_point_zero_are_one_class(tmp_path):
+    ids, names = D.encode_labels([1, 1.0, "1", " 1 ", "1.0", 2])
+    assert ids == [0, 0, 0, 0, 0, 1] and names == ["1", "2"]
+    assert D.LabelEncoding.fit(["1.0"], [True, 1]).names == ("1",)
+    with pytest.raises(ValueError, match=r"\['1'\] occur more than once"):
+        D.LabelEncoding(("1", "1.0"))
+    with pytest.raises(ValueError, match="non-integer number"):
+        D.encode_labels(["a", 0.5])
+    with pytest.raises(ValueError, match="non-integer number"):
+        D.encode_labels(["a", "2.5"])
+    for missing in (None, float("nan"), "", "  "):
+        with pytest.raises(ValueError, match="not a class label"):
+            D.encode_labels(["a", missing])
+    # In files: the CSV strings "1" and "1.0" (and the JSON numbers 1 and 1.0) are one class.
+    rows = [(f"t{i}", ["1", "1.0", "2", "2.0"][i % 4]) for i in range(20)]
+    d = D.load_splits(_write_csv(tmp_path / "nums.csv", ["text", "label"], rows))
+    assert d.label_names == ["1", "2"]
+    path = tmp_path / "nums.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"t{i}", "label": [1, 1.0, 2][i % 3]}) for i in range(12)))
+    assert D.load_splits(path).label_names == ["1", "2"]
+
+
+def test_non_integer_label_in_a_class_column_names_file_and_line(tmp_path):
+    rows = [("a", "x"), ("b", "y"), ("c", "1.5"), ("d", "x")]
+    bad = _write_csv(tmp_path / "mixed.csv", ["text", "label"], rows)
+    with pytest.raises(ValueError, match=r"mixed\.csv line 4, label column 'label': '1\.5' is a non-integer number"):
+        D.load_splits(bad)
+    # Numbers only, some of them not integers: a similarity score column, kept as floats.
+    scores = _write_csv(tmp_path / "sim.csv", ["text1", "text2", "label"], [("a", "b", "0.5"), ("c", "d", "4")] * 3)
+    assert D.load_splits(scores).label_names is None
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def test_ragged_csv_rows_name_the_file_and_line(tmp_path):
+    path = tmp_path / "ragged.csv"
+    # Line 2-3: one record over two lines (a quoted newline); line 5: one field; line 6: four fields.
+    path.write_text('text,label\n"two\nlines",a\nfine,b\nshort\nx,y,z,many\nok,a\n', encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=r"ragged\.csv line 5: 1 field where the header has 2 \(text, label\); 2 rows"
+    ):
+        D.load_splits(path)
+    with pytest.raises(ValueError, match=r"ragged\.csv line 5"):
+        D.read_table(path)
+    tsv = tmp_path / "ragged.tsv"
+    tsv.write_text("text\tlabel\nfine\ta\n\nx\ty\tz\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ragged\.tsv line 4: 3 fields where the header has 2"):
+        D.load_splits(tsv)
+    good = tmp_path / "good.csv"
+    good.write_text('\ufefftext,label\n"two\nlines",a\n\nfine,b\n', encoding="utf-8")  # BOM, blank line
+    rows = D.read_rows(good)
+    assert rows.rows == [{"text": "two\nlines", "label": "a"}, {"text": "fine", "label": "b"}]
+    assert [rows.where(i) for i in range(2)] == [f"{good} line 2", f"{good} line 5"]
+
+
+def test_broken_quoting_and_headers_name_the_line(tmp_path):
+    quoted = tmp_path / "quote.csv"
+    quoted.write_text('text,label\nfine,a\n"closed"then more,b\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"quote\.csv line 3: unreadable CSV"):
+        D.read_table(quoted)
+    open_quote = tmp_path / "open.csv"
+    open_quote.write_text('text,label\nfine,a\n"never closed,b\nmore,c\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"open\.csv line 3: unreadable CSV .*never closed"):
+        D.read_table(open_quote)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("text,label,text\na,b,c\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"twice\.csv line 1: the header names \['text'\] more than once"):
+        D.read_table(twice)
+    items = tmp_path / "items.json"
+    items.write_text('[{"text": "a", "label": 1}, ["not", "an", "object"]]', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"items\.json item 1 is a JSON list, not an object"):
+        D.read_table(items)
+
+
+def test_jsonl_rows_missing_a_column_or_a_label(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    lines = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}, {"text": "c"}, {"label": "x"}]
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n", encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=r"rows\.jsonl line 3 lacks column\(s\) \['label'\]; 2 rows in all without a needed column"
+    ):
+        D.load_splits(path)
+    path.write_text('{"text": "a", "label": "x"}\n\n{"text": "b", "label": null}\n{"text": "c", "label": "y"}\n')
+    with pytest.raises(
+        ValueError, match=r"rows\.jsonl line 3 has no value in the label column 'label'; 1 row in all without"
+    ):
+        D.load_splits(path)
+    empty_label = _write_csv(tmp_path / "nolabel.csv", ["text", "label"], [("a", "x"), ("b", " "), ("c", "")])
+    with pytest.raises(ValueError, match=r"nolabel\.csv line 3 has no value in the label column 'label'; 2 rows"):
+        D.load_splits(empty_label)
+
+
+# ----------------------------------------------------------------------------------------------- empty texts
+
+
+def test_empty_texts_are_refused_with_file_and_line(tmp_path):
+    rows = [("a", "x"), ("b", "y"), ("  ", "x"), ("c", "y"), ("", "x"), ("d", "y")]
+    path = _write_csv(tmp_path / "blank.csv", ["text", "label"], rows)
+    with pytest.raises(
+        ValueError, match=r"2 empty or whitespace-only texts; the first is at .*blank\.csv line 4 \(column 'text'\)"
+    ):
+        D.load_splits(path)
+    kept = D.load_splits(path, allow_empty_texts=True, test_fraction=0.5)
+    assert sorted(kept.texts("train") + kept.texts("test")) == sorted(r[0] for r in rows)
+    assert kept.allow_empty_texts and kept.subsample("train", 1).allow_empty_texts  # kept through replace()
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    _write_csv(folder / "train.csv", ["text1", "text2", "label"], [("a", "b", 1), ("c", "d", 0)])
+    _write_csv(folder / "test.csv", ["text1", "text2", "label"], [("e", "f", 1), ("g", "\t", 0)])
+    with pytest.raises(ValueError, match=r"1 empty or whitespace-only text; the first is at .*test\.csv line 3"):
+        D.load_splits(folder)
+
+
+def test_empty_texts_in_memory_name_split_and_row():
+    from datasets import Dataset, DatasetDict
+
+    dd = DatasetDict(
+        {
+            "train": Dataset.from_dict({"text": ["a", "b", "c"], "label": ["x", "y", "x"]}),
+            "test": Dataset.from_dict({"text": ["d", " "], "label": ["x", "y"]}),
+        }
+    )
+    with pytest.raises(ValueError, match=r"toy: 1 empty or whitespace-only text; the first is at split 'test' row 1"):
+        D.from_hf_dataset(dd, name="toy")
+    assert D.from_hf_dataset(dd, name="toy", allow_empty_texts=True).texts("test") == ["d", " "]
+    with pytest.raises(ValueError, match=r"in split 'train' row 2 \(column 'text'\)"):
+        D.SplitSet("mem", {"train": {"text": ["a", "b", ""], "label": [0, 1, 0]}, "test": {"text": [], "label": []}})
+
+
+# ----------------------------------------------------------------------------------------------- unseen test labels
+
+
+def test_unseen_test_labels_warn_with_count_and_names(tmp_path):
+    folder = tmp_path / "open_set"
+    folder.mkdir()
+    _write_csv(folder / "train.csv", ["text", "label"], [("a", "x"), ("b", "y"), ("c", "x")])
+    _write_csv(folder / "test.csv", ["text", "label"], [("d", "x"), ("e", "new1"), ("f", "new2"), ("g", "new1")])
+    with pytest.warns(
+        D.UnseenLabelWarning, match=r"'test' split holds 2 labels that never occur in train \(3 items\)"
+    ):
+        d = D.load_splits(folder)
+    assert d.label_names == ["new1", "new2", "x", "y"]  # still encoded, so they can be reported
+    many = tmp_path / "many"
+    many.mkdir()
+    _write_csv(many / "train.csv", ["text", "label"], [("a", "x"), ("b", "y")])
+    _write_csv(many / "test.csv", ["text", "label"], [(f"t{i}", f"c{i:02d}") for i in range(13)])
+    with pytest.warns(D.UnseenLabelWarning) as caught:
+        D.load_splits(many)
+    message = str(caught[0].message)
+    assert "13 labels" in message and "'c09'" in message and "'c10'" not in message and "(3 more)" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        D.load_splits("trec50")  # its 42 test classes all occur in train
+
+
+# ----------------------------------------------------------------------------------------------- messages
+
+
+def test_column_messages_point_to_the_keyword_and_the_option(tmp_path):
+    bad = _write_csv(tmp_path / "cols.csv", ["body", "tag"], [(f"x{i}", "ab"[i % 2]) for i in range(10)])
+    with pytest.raises(ValueError, match=r"Pass text_columns=\[\.\.\.\] \(command line: --text-column NAME\)"):
+        D.load_splits(bad)
+    with pytest.raises(ValueError, match=r"Pass label_column=\.\.\. \(command line: --label-column NAME\)"):
+        D.load_splits(bad, text_columns=["body"])
+    assert D.load_splits(bad, text_columns="body", label_column="tag").label_names == ["a", "b"]
+    with pytest.raises(ValueError, match="labels: 'z' is not one of the 2 known classes \\('a', 'b'\\)"):
+        D.encode_labels(["z"], names=["a", "b"])
+
+
+# ----------------------------------------------------------------------------------------------- splitting
+
+
+def test_validation_split_is_sklearn_stratified_and_reproducible():
+    from sklearn.model_selection import train_test_split
+
+    d = D.load_splits("trec6")
+    labels = d.labels("train")
+    n = len(labels)
+    _, held = train_test_split(list(range(n)), test_size=round(n * 0.1), random_state=7, stratify=labels)
+    a = D.train_validation_split(d, 0.1, seed=7)
+    assert a.texts("validation") == [d.texts("train")[i] for i in sorted(held)]
+    assert a.texts("train") == [t for i, t in enumerate(d.texts("train")) if i not in set(held)]  # order kept
+    assert a.notes[-1] == "validation carved from train: 10%, seed 7 (stratified)"
+
+
+def test_pair_sets_split_without_stratification():
+    from sklearn.model_selection import train_test_split
+
+    rows = [(f"a{i}", f"b{i}", i % 2) for i in range(40)]
+    s = _pair_set(rows, [("x", "y", 1)])
+    _, held = train_test_split(list(range(40)), test_size=8, random_state=3, shuffle=True)
+    out = D.train_validation_split(s, 0.2, seed=3)
+    assert out.pairs("validation") == [(f"a{i}", f"b{i}") for i in sorted(held)]
+    assert out.notes[-1].endswith("(not stratified)")
+
+
+def test_stratification_fallback_warns_and_keeps_singletons_in_train():
+    texts = [f"t{i}" for i in range(21)]
+    labels = [0] * 10 + [1] * 10 + [2]  # class 2 has a single row: sklearn cannot stratify
+    s = D.SplitSet(
+        "toy",
+        {"train": {"text": texts, "label": labels}, "test": {"text": ["q"], "label": [0]}},
+        ("text",),
+        ["a", "b", "c"],
+    )
+    with pytest.warns(UserWarning, match=r"cannot stratify with scikit-learn \(1 class\(es\) have a single row"):
+        a = D.train_validation_split(s, 0.2, seed=1)
+    assert "t20" in a.texts("train")
+    assert a.label_strings("validation").count("a") == 2 and a.label_strings("validation").count("b") == 2
+    with pytest.warns(UserWarning, match="cannot stratify"):
+        b = D.train_validation_split(s, 0.2, seed=1)
+    assert a.texts("validation") == b.texts("validation")
+
+
+def test_test_split_carved_from_a_single_file_is_stratified(tmp_path):
+    rows = [(f"text {i}", "x" if i < 40 else "y") for i in range(50)]  # 40 x, 10 y
+    path = _write_csv(tmp_path / "one.csv", ["text", "label"], rows)
+    d = D.load_splits(path, test_fraction=0.2, seed=5)
+    assert sorted(d.label_strings("test")) == ["x"] * 8 + ["y"] * 2
+    assert d.notes == [f"test split carved from {path}: 20%, seed 5 (stratified)"]
+    assert D.load_splits(path, test_fraction=0.2, seed=5).texts("test") == d.texts("test")
+    with pytest.raises(ValueError, match="test_fraction"):
+        D.load_splits(path, test_fraction=1.0)

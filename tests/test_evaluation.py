@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -200,8 +201,16 @@ def test_knn_errors():
         knn_classify(np.zeros((0, 4)), [], np.zeros((1, 4)), k=1)
     with pytest.raises(ValueError, match="mix string and integer"):
         knn_classify(ref, ["a"] * 5 + [1] * 5, ref, k=3)
-    with pytest.raises(ValueError, match="strings or integers"):
-        knn_classify(ref, y.astype(float), ref, k=3)
+    # Integer-valued floats are integers (1 and 1.0 are one class); other floats, bools and None are refused.
+    np.testing.assert_array_equal(knn_classify(ref, y.astype(float), ref, k=3), knn_classify(ref, y, ref, k=3))
+    with pytest.raises(
+        ValueError, match=r"reference_labels must hold strings or integers, got the non-integer number"
+    ):
+        knn_classify(ref, y + 0.5, ref, k=3)
+    with pytest.raises(ValueError, match="strings or integers, got bool True at position 0"):
+        knn_classify(ref, [True] * 10, ref, k=3)
+    with pytest.raises(ValueError, match="strings or integers, got NoneType"):
+        knn_classify(ref, [None] * 10, ref, k=3)
     with pytest.raises(ValueError, match="query_embeddings and query_labels"):
         knn_metrics(ref, y, ref, y[:-1], k=3)
 
@@ -537,3 +546,99 @@ def test_evaluator_in_legacy_fit(tiny_model, tmp_path):
     with open(tmp_path / "fit" / "eval" / "kmeans_evaluation_clusters_results.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0][:3] == ["epoch", "steps", "v_measure"] and rows[-1][1] == "2"
+
+
+# ------------------------------------------------------------------------ labels, empty texts, unseen query labels
+
+
+class _FixedModel:
+    """A stand-in model: ``encode`` looks each text up in a table of vectors."""
+
+    def __init__(self, vectors: dict[str, list[float]]):
+        self.vectors = vectors
+
+    def encode(self, texts, **kwargs):
+        out = torch.tensor([self.vectors[t] for t in texts], dtype=torch.float32)
+        return torch.nn.functional.normalize(out, dim=-1)
+
+
+def test_evaluators_use_the_one_label_encoder():
+    import sbert_align.data.labels as labels_module
+    from sbert_align.evaluation import _common, clustering, knn
+
+    assert not hasattr(_common, "encode_labels")  # the second encoder is gone
+    assert knn.encode_label_lists is labels_module.encode_label_lists
+    assert clustering.encode_label_lists is labels_module.encode_label_lists
+    texts = ["one", "two", "three"]
+    # 1 and 1.0 are one class; integer classes come back as integers.
+    evaluator = KNNEvaluator(texts, [1, 2.0, 1.0], texts, [np.int64(1), 2, 2], k=1)
+    assert evaluator.classes.tolist() == [1, 2] and evaluator.reference_ids.tolist() == [0, 1, 0]
+    # "1" and "1.0" are one class too; string classes come back as (canonical) strings.
+    clusters = KMeansEvaluator(texts, ["1", "1.0", "b"])
+    assert list(clusters.classes) == ["1", "b"] and clusters.n_clusters == 2
+    assert list(KNNEvaluator(texts, ["b", "a", "b"], texts, ["a", "a", "b"], k=1).classes) == ["a", "b"]
+    with pytest.raises(ValueError, match="reference_labels and query_labels mix string and integer labels"):
+        KNNEvaluator(texts, ["a", "b", "a"], texts, [1, 2, 1], k=1)
+    with pytest.raises(ValueError, match="labels must hold strings or integers, got the non-integer number 1.5"):
+        KMeansEvaluator(texts, [1, 1.5, 2])
+    with pytest.raises(ValueError, match=r"labels\[1\]: '  ' is not a class label \(an empty string\)"):
+        KMeansEvaluator(texts, ["a", "  ", "b"])
+
+
+def test_evaluators_refuse_empty_texts():
+    labels = ["a", "b", "a", "b"]
+    with pytest.raises(
+        ValueError, match=r"reference_texts holds 2 empty or whitespace-only texts \(the first at index 1"
+    ):
+        KNNEvaluator(["x", "  ", "", "y"], labels, ["q"], ["a"], k=1)
+    with pytest.raises(ValueError, match=r"query_texts holds 1 empty or whitespace-only text \(the first at index 0"):
+        KNNEvaluator(["x", "y", "z", "w"], labels, ["\n"], ["a"], k=1)
+    with pytest.raises(ValueError, match=r"texts holds 1 empty or whitespace-only text \(the first at index 3"):
+        KMeansEvaluator(["x", "y", "z", "\t "], labels)
+    with pytest.raises(ValueError, match=r"queries holds 1 empty .* index 1"):
+        QueryKeyTopKEvaluator(["q1", ""], ["k1", "k2"])
+    with pytest.raises(ValueError, match=r"keys holds 1 empty .* index 0"):
+        QueryKeyTopKEvaluator(["q1", "q2"], [" ", "k2"])
+    with pytest.raises(ValueError, match=r"distractor_keys holds 1 empty .* index 2"):
+        QueryKeyTopKEvaluator(["q1", "q2"], ["k1", "k2"], distractor_keys=["d1", "d2", ""])
+    with pytest.raises(ValueError, match=r"reference_texts holds 1 empty .* index 2"):
+        KNNEvaluator(["x", "y", None, "w"], labels, k=1, leave_one_out=True)
+
+
+def test_knn_unseen_query_labels_warn_and_count_as_wrong():
+    from sbert_align.data import UnseenLabelWarning
+
+    ref = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    ref_labels = ["a", "a", "b", "b"]
+    queries = np.array([[1.0, 0.05], [1.0, 0.0], [0.0, 1.0], [0.05, 1.0]])
+    query_labels = ["a", "c", "b", "d"]  # "c" and "d" occur in no reference
+    with pytest.warns(UnseenLabelWarning, match=r"query_labels holds 2 labels that never occur in reference_labels"):
+        got = knn_metrics(ref, ref_labels, queries, query_labels, k=1)
+    predicted = knn_classify(ref, ref_labels, queries, k=1)
+    assert list(predicted) == ["a", "a", "b", "b"]
+    assert got["accuracy"] == pytest.approx(0.5)  # the two unseen-label queries are wrong
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(query_labels, predicted, average="macro"))
+    # The evaluator warns once, when built, and scores the same way.
+    texts = {f"r{i}": v for i, v in enumerate(ref.tolist())} | {f"q{i}": v for i, v in enumerate(queries.tolist())}
+    with pytest.warns(UnseenLabelWarning, match=r"'c', 'd'.*always count as wrong"):
+        evaluator = KNNEvaluator(
+            [f"r{i}" for i in range(4)], ref_labels, [f"q{i}" for i in range(4)], query_labels, k=1
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluator.compute_metrics(_FixedModel(texts)) == pytest.approx(got)
+        # No warning when every query label is known, nor with leave_one_out.
+        knn_metrics(ref, ref_labels, queries, ["a", "a", "b", "b"], k=1)
+        knn_metrics(ref, ref_labels, k=1, leave_one_out=True)
+
+
+def test_unseen_label_warning_lists_at_most_ten_names():
+    from sbert_align.data import UnseenLabelWarning
+
+    ref, y = _data(30, classes=2, seed=25)
+    queries = ref[:12]
+    with pytest.warns(UnseenLabelWarning) as caught:
+        knn_metrics(ref, y, queries, list(range(100, 112)), k=1)
+    message = str(caught[0].message)
+    assert "12 labels" in message and "(12 items)" in message and "(2 more)" in message
+    assert "'100'" in message and "'109'" in message and "'110'" not in message

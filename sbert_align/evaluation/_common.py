@@ -1,6 +1,7 @@
-"""What the three evaluators share: input validation, label encoding, encoding with a model, CSV rows, the call flow.
+"""What the three evaluators share: input validation, encoding with a model, CSV rows, the call flow.
 
-Written once here; :mod:`.knn`, :mod:`.clustering` and :mod:`.query_key` only add their metric.
+Written once here; :mod:`.knn`, :mod:`.clustering` and :mod:`.query_key` only add their metric. Labels are encoded by
+the project's one label encoder, :func:`sbert_align.data.labels.encode_label_lists`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,30 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AlignmentEvaluator", "check_inputs", "check_embeddings", "check_same_length", "encode_labels"]
+__all__ = ["AlignmentEvaluator", "check_inputs", "check_embeddings", "check_same_length"]
 
 
 def check_inputs(inputs: Any, name: str) -> list:
-    """Return ``inputs`` (texts, or any input the model encodes) as a non-empty list, or raise a ``ValueError``."""
+    """Return ``inputs`` (texts, or any input the model encodes) as a non-empty list, or raise a ``ValueError``.
+
+    Args:
+        inputs: The texts (or other model inputs).
+        name: The argument's name, for the message.
+
+    Returns:
+        ``inputs`` as a list.
+
+    Raises:
+        ValueError: None, a single string, something that is not a sequence, an empty list, or empty or
+            whitespace-only texts (the message names the argument, how many there are and the first one's index).
+
+    Example:
+        ::
+
+            from sbert_align.evaluation._common import check_inputs
+
+            assert check_inputs(("a", "b"), "texts") == ["a", "b"]
+    """
     if inputs is None:
         raise ValueError(f"{name} must be a non-empty list of texts, got None.")
     if isinstance(inputs, (str, bytes)):
@@ -36,6 +56,12 @@ def check_inputs(inputs: Any, name: str) -> list:
         raise ValueError(f"{name} must be a list of texts, got {type(inputs).__name__}.") from None
     if len(items) == 0:
         raise ValueError(f"{name} is empty: it must hold at least one text.")
+    empty = [i for i, item in enumerate(items) if item is None or (isinstance(item, str) and not item.strip())]
+    if empty:
+        raise ValueError(
+            f"{name} holds {len(empty)} empty or whitespace-only text{'s' if len(empty) != 1 else ''} (the first at "
+            f"index {empty[0]}); an empty text has no meaning to embed. Remove them (with their labels)."
+        )
     return items
 
 
@@ -57,45 +83,6 @@ def check_embeddings(embeddings: Any, name: str) -> Tensor:
     if not tensor.dtype.is_floating_point:
         tensor = tensor.float()
     return tensor.detach()
-
-
-def _as_label_list(labels: Any, name: str) -> list:
-    if labels is None:
-        raise ValueError(f"{name} must be a list of string or integer labels, got None.")
-    if isinstance(labels, (str, bytes)):
-        raise ValueError(f"{name} must be a list of labels, got a single string.")
-    if isinstance(labels, (Tensor, np.ndarray)):
-        labels = labels.tolist()
-    items = list(labels)
-    for i, label in enumerate(items):
-        if isinstance(label, str):
-            continue
-        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
-            raise ValueError(
-                f"{name} must hold strings or integers, got {type(label).__name__} {label!r} at position {i}."
-            )
-    return [label if isinstance(label, str) else int(label) for label in items]
-
-
-def encode_labels(*labeled: tuple[Any, str]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Encode one or more label lists to shared integer ids.
-
-    Args:
-        *labeled: ``(labels, argument_name)`` pairs; labels are all strings or all integers.
-
-    Returns:
-        ``(ids, classes)``: one int64 array per input, and the sorted distinct labels, so ``classes[ids[i]]`` gives
-        the labels back.
-    """
-    lists = [_as_label_list(labels, name) for labels, name in labeled]
-    kinds = {isinstance(label, str) for items in lists for label in items}
-    if len(kinds) > 1:
-        names = " and ".join(name for _, name in labeled)
-        raise ValueError(f"{names} mix string and integer labels; use one kind.")
-    classes = sorted({label for items in lists for label in items})
-    index = {label: i for i, label in enumerate(classes)}
-    ids = [np.fromiter((index[label] for label in items), dtype=np.int64, count=len(items)) for items in lists]
-    return ids, np.array(classes, dtype=object if kinds == {True} else np.int64)
 
 
 class AlignmentEvaluator(BaseEvaluator):

@@ -11,7 +11,8 @@ from sklearn import metrics as skm
 from sklearn.cluster import KMeans
 from torch import Tensor
 
-from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length, encode_labels
+from ..data.labels import encode_label_lists
+from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -44,7 +45,7 @@ def kmeans_metrics(
 
     Args:
         embeddings: ``(N, D)`` embeddings.
-        labels: ``N`` true labels, strings or integers.
+        labels: ``N`` true labels, strings or integers (one kind; ``1`` and ``1.0`` are one class).
         n_clusters: Number of clusters; None means the number of distinct labels. At most ``N``.
         seed: ``random_state`` of KMeans; the same seed gives the same clusters.
         n_init: Number of KMeans restarts (the best inertia is kept).
@@ -52,6 +53,10 @@ def kmeans_metrics(
     Returns:
         ``v_measure``, ``nmi`` (``normalized_mutual_info_score``, arithmetic mean, which equals the V-measure with
         beta 1), ``ari`` (adjusted Rand index), ``homogeneity`` and ``completeness``, all from ``sklearn.metrics``.
+
+    Raises:
+        ValueError: empty or non-2-D embeddings, labels that are neither strings nor integers (or mix both) or differ
+            in number from the embeddings, or a bad ``n_clusters`` / ``n_init``.
 
     Example:
         ::
@@ -65,7 +70,7 @@ def kmeans_metrics(
             print(kmeans_metrics(embeddings, labels, seed=0))
     """
     emb = check_embeddings(embeddings, "embeddings")
-    (truth,), classes = encode_labels((labels, "labels"))
+    (truth,), classes = encode_label_lists((labels, "labels"))
     check_same_length(emb, truth, "embeddings", "labels")
     n_clusters = check_n_clusters(n_clusters, emb.shape[0], len(classes))
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
@@ -93,8 +98,8 @@ class KMeansEvaluator(AlignmentEvaluator):
     when it is set.
 
     Args:
-        texts: The texts to cluster.
-        labels: Their labels: strings or integers.
+        texts: The texts to cluster; no empty or whitespace-only text.
+        labels: Their labels: strings or integers (one kind; ``1`` and ``1.0`` are one class).
         n_clusters: Number of clusters; None (default) means the number of distinct labels. At most ``len(texts)``.
         seed: ``random_state`` of KMeans.
         n_init: KMeans restarts; the run with the lowest inertia is kept.
@@ -104,6 +109,11 @@ class KMeansEvaluator(AlignmentEvaluator):
         write_csv: Append the metrics to ``kmeans_evaluation[_{name}]_results.csv`` in ``output_path`` when one is
             given.
         truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
+
+    Raises:
+        ValueError: an empty list, empty or whitespace-only texts (naming the argument, the count and the first index),
+            texts and labels of different lengths, labels that are neither strings nor integers (or mix both), or a bad
+            ``n_clusters`` / ``n_init``.
 
     Example:
         ::
@@ -138,7 +148,7 @@ class KMeansEvaluator(AlignmentEvaluator):
     ):
         super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
         self.texts = check_inputs(texts, "texts")
-        (self.label_ids,), self.classes = encode_labels((labels, "labels"))
+        (self.label_ids,), self.classes = encode_label_lists((labels, "labels"))
         check_same_length(self.texts, self.label_ids, "texts", "labels")
         self.n_clusters = check_n_clusters(n_clusters, len(self.texts), len(self.classes))
         if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:

@@ -9,8 +9,9 @@ import torch
 from sklearn.metrics import f1_score
 from torch import Tensor
 
+from ..data.labels import encode_label_lists, warn_unseen_labels
 from ..kernels import similarity_topk
-from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length, encode_labels
+from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -67,7 +68,8 @@ def knn_classify(
 
     Args:
         reference_embeddings: ``(N, D)`` embeddings of the labelled references.
-        reference_labels: ``N`` labels, all strings or all integers.
+        reference_labels: ``N`` labels, all strings or all integers (integer-valued floats count as integers; ``1``
+            and ``1.0`` are one class).
         query_embeddings: ``(Q, D)`` embeddings to classify; must be None with ``leave_one_out``.
         k: Number of neighbours. Must be smaller than the number of candidates per query: ``k < N``, and with
             ``leave_one_out`` ``k < N - 1`` (each text has ``N - 1`` others; ``k`` equal to that would let every
@@ -81,6 +83,10 @@ def knn_classify(
         The predicted labels, a numpy array of length ``Q`` (``N`` with ``leave_one_out``) holding labels of
         ``reference_labels``' kind.
 
+    Raises:
+        ValueError: embeddings that are empty, not 2-D or of different dimensions; labels that are neither strings nor
+            integers, mix both, or do not match the references in number; a bad ``k`` or ``weights``.
+
     Example:
         ::
 
@@ -93,7 +99,7 @@ def knn_classify(
             predictions = knn_classify(references, labels, queries, k=5)
     """
     references = check_embeddings(reference_embeddings, "reference_embeddings")
-    (ref_ids,), classes = encode_labels((reference_labels, "reference_labels"))
+    (ref_ids,), classes = encode_label_lists((reference_labels, "reference_labels"))
     check_same_length(references, ref_ids, "reference_embeddings", "reference_labels")
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
@@ -181,11 +187,32 @@ def knn_metrics(
     """Accuracy and macro-F1 of :func:`knn_classify` against the true labels.
 
     ``query_labels`` are the true labels of ``query_embeddings``; with ``leave_one_out`` both are None and the
-    references are scored against ``reference_labels``. Macro-F1 is ``sklearn.metrics.f1_score(average="macro")``
-    over the labels present in the truth or the predictions.
+    references are scored against ``reference_labels``. Labels are encoded by the project's one label encoder
+    (:func:`sbert_align.data.encode_label_lists`): ``1`` and ``1.0`` are one class. Macro-F1 is
+    ``sklearn.metrics.f1_score(average="macro")`` over the labels present in the truth or the predictions.
+
+    A query whose label occurs in no reference can never be predicted right: it counts as wrong in the accuracy (and
+    its class scores an F1 of 0), and an :class:`~sbert_align.data.UnseenLabelWarning` names such labels.
+
+    Args:
+        reference_embeddings: ``(N, D)`` embeddings of the labelled references.
+        reference_labels: ``N`` labels, all strings or all integers (integer-valued floats count as integers).
+        query_embeddings: ``(Q, D)`` embeddings to classify; None with ``leave_one_out``.
+        query_labels: ``Q`` true labels of the queries, of the same kind; None with ``leave_one_out``.
+        k: Number of neighbours (see :func:`knn_classify`).
+        weights: ``"uniform"`` or ``"distance"``.
+        leave_one_out: Score every reference by the others.
+        chunk_size: References per chunk of the neighbour search.
 
     Returns:
         ``{"accuracy": ..., "macro_f1": ...}``.
+
+    Raises:
+        ValueError: missing or mismatched labels or embeddings, labels that are neither strings nor integers (or mix
+            both), or a bad ``k`` / ``weights``.
+
+    Warns:
+        UnseenLabelWarning: query labels that no reference has (their count and up to 10 of them).
 
     Example:
         ::
@@ -203,14 +230,35 @@ def knn_metrics(
         query_labels = reference_labels
     elif query_labels is None:
         raise ValueError("query_labels is required unless leave_one_out=True.")
-    (truth, ref_ids), classes = encode_labels((query_labels, "query_labels"), (reference_labels, "reference_labels"))
+    (truth, ref_ids), classes = encode_label_lists(
+        (query_labels, "query_labels"), (reference_labels, "reference_labels")
+    )
     if query_embeddings is not None:
         check_same_length(
             check_embeddings(query_embeddings, "query_embeddings"), truth, "query_embeddings", "query_labels"
         )
+    _warn_unseen_queries(truth, ref_ids, classes)
     predicted = knn_classify(
         reference_embeddings, ref_ids, query_embeddings, k, weights, leave_one_out, chunk_size=chunk_size
     )
+    return _scores(predicted, truth)
+
+
+def _warn_unseen_queries(query_ids: np.ndarray, reference_ids: np.ndarray, classes: np.ndarray) -> None:
+    """Warn (:class:`~sbert_align.data.UnseenLabelWarning`) when query labels never occur among the references."""
+    unseen = np.setdiff1d(query_ids, reference_ids)
+    if len(unseen):
+        warn_unseen_labels(
+            [classes[i] for i in unseen],
+            held_out="query_labels",
+            seen="reference_labels",
+            count=int(np.isin(query_ids, unseen).sum()),
+            stacklevel=4,
+        )
+
+
+def _scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1; a query whose label no reference has is never predicted right, so it counts as wrong."""
     return {
         "accuracy": float(np.mean(predicted == truth)),
         "macro_f1": float(f1_score(truth, predicted, average="macro")),
@@ -229,9 +277,12 @@ class KNNEvaluator(AlignmentEvaluator):
 
     Metrics: ``accuracy`` (primary) and ``macro_f1``, prefixed with ``name`` when it is set.
 
+    A query whose label occurs in no reference can never be predicted right and counts as wrong; the constructor
+    warns about such labels (:class:`~sbert_align.data.UnseenLabelWarning`).
+
     Args:
-        reference_texts: The labelled texts that vote (e.g. the training set).
-        reference_labels: Their labels: strings or integers.
+        reference_texts: The labelled texts that vote (e.g. the training set); no empty or whitespace-only text.
+        reference_labels: Their labels: strings or integers (one kind; ``1`` and ``1.0`` are one class).
         query_texts: The texts to classify (e.g. the validation set); None with ``leave_one_out``.
         query_labels: Their true labels; None with ``leave_one_out``.
         k: Neighbours per vote; ``k < len(reference_texts)`` (``k < len(reference_texts) - 1`` with
@@ -246,6 +297,14 @@ class KNNEvaluator(AlignmentEvaluator):
             given (the trainer gives ``{output_dir}/eval``).
         truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
         chunk_size: References per chunk of the neighbour search.
+
+    Raises:
+        ValueError: empty lists, empty or whitespace-only texts (naming the argument, the count and the first index),
+            texts and labels of different lengths, labels that are neither strings nor integers (or mix both), a bad
+            ``k`` or ``weights``.
+
+    Warns:
+        UnseenLabelWarning: query labels that no reference has.
 
     Example:
         ::
@@ -293,16 +352,17 @@ class KNNEvaluator(AlignmentEvaluator):
                     "leave_one_out=True classifies reference_texts themselves; leave out query_texts/labels."
                 )
             self.query_texts = None
-            (self.reference_ids,), self.classes = encode_labels((reference_labels, "reference_labels"))
+            (self.reference_ids,), self.classes = encode_label_lists((reference_labels, "reference_labels"))
             self.query_ids = self.reference_ids
         else:
             if query_texts is None or query_labels is None:
                 raise ValueError("query_texts and query_labels are required unless leave_one_out=True.")
             self.query_texts = check_inputs(query_texts, "query_texts")
-            (self.reference_ids, self.query_ids), self.classes = encode_labels(
+            (self.reference_ids, self.query_ids), self.classes = encode_label_lists(
                 (reference_labels, "reference_labels"), (query_labels, "query_labels")
             )
             check_same_length(self.query_texts, self.query_ids, "query_texts", "query_labels")
+            _warn_unseen_queries(self.query_ids, self.reference_ids, self.classes)
         check_same_length(self.reference_texts, self.reference_ids, "reference_texts", "reference_labels")
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
@@ -316,20 +376,19 @@ class KNNEvaluator(AlignmentEvaluator):
     def compute_metrics(self, model: SentenceTransformer) -> dict[str, float]:
         if self.leave_one_out:
             references, queries = self.embed(model, self.reference_texts), None
-            query_labels = None
         else:
             references, queries = self.embed_many(model, self.reference_texts, self.query_texts)
-            query_labels = self.query_ids
-        return knn_metrics(
+        # The labels were checked (and unseen query labels warned about) once, in __init__.
+        predicted = knn_classify(
             references,
             self.reference_ids,
             queries,
-            query_labels,
             k=self.k,
             weights=self.weights,
             leave_one_out=self.leave_one_out,
             chunk_size=self.chunk_size,
         )
+        return _scores(predicted, self.query_ids)
 
     @property
     def description(self) -> str:

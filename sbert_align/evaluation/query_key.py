@@ -157,8 +157,8 @@ class QueryKeyTopKEvaluator(AlignmentEvaluator):
     key; if no ``k`` is left, that is a ``ValueError``.
 
     Args:
-        queries: The query texts.
-        keys: The matching keys, one per query, in the same order.
+        queries: The query texts; no empty or whitespace-only text.
+        keys: The matching keys, one per query, in the same order; no empty or whitespace-only text.
         ks: The cut-offs ``k`` to report.
         distractor_keys: Extra keys that match no query; they only make the ranking harder.
         name: Name of the evaluation set; prefixes the metrics and names the CSV file.
@@ -168,6 +168,10 @@ class QueryKeyTopKEvaluator(AlignmentEvaluator):
             is given.
         truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
         chunk_size: Keys per chunk when ranking.
+
+    Raises:
+        ValueError: empty lists, empty or whitespace-only texts (naming the argument, the count and the first index),
+            ``queries`` and ``keys`` of different lengths, or no usable ``k``.
 
     Example:
         ::
