@@ -6,6 +6,7 @@ similarity kernels, and kNN / clustering / retrieval evaluators.
 
 from __future__ import annotations
 
+from .checkpoints import LossStateCallback
 from .data import (
     SplitSet,
     UnseenLabelWarning,
@@ -26,7 +27,7 @@ from .evaluation import (
 )
 from .kernels import pairwise_loss, similarity_topk
 from .losses import AllNegativesLoss, AnnealedPairLoss, ClassAlignmentLoss
-from .memory import MemoryBank
+from .memory import MemoryBank, TrainingMemory
 from .objectives import CosineTargetObjective, MarginObjective, PairObjective, SupConObjective, get_objective
 from .schedules import Schedule, schedule_value
 
@@ -53,6 +54,8 @@ __all__ = [
     "pairwise_loss",
     "similarity_topk",
     "MemoryBank",
+    "TrainingMemory",
+    "LossStateCallback",
     "PairObjective",
     "CosineTargetObjective",
     "MarginObjective",
