@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/sbert-align demo
+	$(VENV)/bin/sbert-align demo --overwrite
 
 test: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

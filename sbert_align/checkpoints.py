@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
 from ._trainer_hooks import LossCallback, install_callback, register_loss
+from .files import atomic_path, atomic_write_json
 
 __all__ = [
     "LossStateCallback",
@@ -103,17 +102,6 @@ def _unflatten(value: Any, tensors: dict[str, Tensor]) -> Any:
     return value
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_loss_states(folder: str | os.PathLike, states: dict[str, dict[str, Any]]) -> None:
     """Write ``{loss key: state}`` into ``folder``: tensors as safetensors, the rest as JSON, each atomically."""
     from safetensors.torch import save_file
@@ -122,8 +110,9 @@ def save_loss_states(folder: str | os.PathLike, states: dict[str, dict[str, Any]
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Tensor] = {}
     meta = {"format": _FORMAT_VERSION, "losses": {k: _flatten(v, k, tensors) for k, v in states.items()}}
-    _write_atomic(folder / STATE_TENSORS_NAME, lambda tmp: save_file(tensors, tmp))
-    _write_atomic(folder / STATE_JSON_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    with atomic_path(folder / STATE_TENSORS_NAME) as tmp:
+        save_file(tensors, str(tmp))
+    atomic_write_json(folder / STATE_JSON_NAME, meta, indent=1)
 
 
 def load_loss_states(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:

@@ -26,12 +26,15 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from .files import staged_files
 
 __all__ = ["local_classification_task", "local_clustering_task", "local_tasks", "resolve_tasks", "run_mteb"]
 
@@ -251,7 +254,8 @@ def run_mteb(
         model: a ``SentenceTransformer`` (or anything ``mteb.evaluate`` accepts).
         tasks: task objects, ``"local:<data>"`` strings or MTEB task names (see :func:`resolve_tasks`).
         batch_size: encoding batch size.
-        output_folder: when given, MTEB's result JSON files are cached there; by default nothing is written.
+        output_folder: when given, MTEB's result JSON files are cached there (each file replaced atomically, and only
+            once the whole evaluation succeeded); by default nothing is written.
         show_progress_bar: MTEB's progress bars.
 
     Returns:
@@ -261,23 +265,26 @@ def run_mteb(
     """
     mteb = _require_mteb()
     task_objs = resolve_tasks(tasks)
-    cache = None if output_folder is None else mteb.ResultCache(cache_path=str(output_folder))
-    try:
-        with warnings.catch_warnings():
-            # sklearn's "ill-defined precision" warnings for classes a weak classifier never predicts
-            warnings.filterwarnings("ignore", module="sklearn")
-            result = mteb.evaluate(
-                model,
-                task_objs,
-                cache=cache,
-                overwrite_strategy="always",
-                encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress_bar},
-                show_progress_bar=show_progress_bar,
-                co2_tracker=False,
-            )
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"mteb evaluation failed: {type(e).__name__}: {first[:300]}") from e
+    with contextlib.ExitStack() as stack:
+        cache = None
+        if output_folder is not None:  # MTEB writes into a temporary sibling; its files move in only on success
+            cache = mteb.ResultCache(cache_path=str(stack.enter_context(staged_files(output_folder))))
+        try:
+            with warnings.catch_warnings():
+                # sklearn's "ill-defined precision" warnings for classes a weak classifier never predicts
+                warnings.filterwarnings("ignore", module="sklearn")
+                result = mteb.evaluate(
+                    model,
+                    task_objs,
+                    cache=cache,
+                    overwrite_strategy="always",
+                    encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress_bar},
+                    show_progress_bar=show_progress_bar,
+                    co2_tracker=False,
+                )
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"mteb evaluation failed: {type(e).__name__}: {first[:300]}") from e
     types = {t.metadata.name: t.metadata.type for t in task_objs}
     mains = {t.metadata.name: t.metadata.main_score for t in task_objs}
     rows: list[dict[str, Any]] = []

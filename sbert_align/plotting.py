@@ -1,6 +1,7 @@
 """PNG figures: embedding maps (2-D projection coloured by class), training curves, grouped bar charts.
 
-matplotlib runs headless here (the ``Agg`` backend); every function writes one PNG and returns its path.
+matplotlib runs headless here (the ``Agg`` backend); every function writes one PNG and returns its path. The PNG is
+written atomically (see :mod:`sbert_align.files`): an interrupted run leaves an earlier figure at that path untouched.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_path
 
 __all__ = ["project_2d", "plot_embedding_map", "plot_training_curve", "plot_grouped_bars"]
 
@@ -24,11 +27,13 @@ def _plt():
 
 
 def _save(fig, path, **savefig_kwargs) -> Path:
-    """Write ``fig`` to ``path`` (creating its folder), close it and return the path."""
+    """Write ``fig`` to ``path`` atomically (creating its folder), close it and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, **savefig_kwargs)
-    _plt().close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".").lower() or "png", **savefig_kwargs)
+    finally:
+        _plt().close(fig)
     return path
 
 

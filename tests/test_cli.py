@@ -290,3 +290,251 @@ def test_compare_real_minilm_mean_matches_its_encode(capsys, tmp_path):
         model.encode(data.texts("train")), data.labels("train"), model.encode(data.texts("test")), data.labels("test")
     )
     assert rows["mean"] == pytest.approx(expected["accuracy"], abs=2e-3)  # one vote may flip on float noise
+
+
+# ----------------------------------------------------------------------------------------------- issue 8
+def _leftovers(folder) -> list[str]:
+    from sbert_align.files import TEMP_MARK
+
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if TEMP_MARK in p.name)
+
+
+def _snapshot(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def two_models_named_model(tmp_path_factory):
+    """runs/a/model and runs/b/model: two different tiny encoders whose folders share the name ``model``."""
+    from conftest import build_tiny_model_dir
+
+    root = tmp_path_factory.mktemp("runs")
+    return [build_tiny_model_dir(root / name / "model", seed=seed) for name, seed in (("a", 0), ("b", 1))]
+
+
+@pytest.fixture(scope="module")
+def score_dir(tmp_path_factory):
+    """(text1, text2, score) pairs on a 0-5 scale, with scores of exactly 1.0 among them (the dissimilar end)."""
+    folder = tmp_path_factory.mktemp("scores")
+    rng = random.Random(2)
+    words = [w for ws in CLASS_WORDS.values() for w in ws]
+    for split, n in (("train", 20), ("test", 12)):
+        rows = []
+        for i in range(n):
+            a = " ".join(rng.choice(words) for _ in range(5))
+            b = a if i % 4 == 0 else " ".join(rng.choice(words) for _ in range(5))
+            rows.append((a, b, [5.0, 1.0, 2.4, 0.0][i % 4]))
+        _write(folder / f"{split}.csv", ["text1", "text2", "score"], rows)
+    return folder
+
+
+def test_model_labels_are_unique_path_suffixes():
+    assert cli.model_labels(["runs/a/model", "runs/b/model"]) == ["a/model", "b/model"]
+    assert cli.model_labels(["minilm-l6", "runs/a/model", "other/x"]) == ["minilm-l6", "model", "x"]
+    assert cli.model_labels(["x/model", "/abs/x/model"]) == ["x/model", "/abs/x/model"]
+    assert cli.model_labels(["sentence-transformers/all-MiniLM-L6-v2"]) == ["all-MiniLM-L6-v2"]
+    assert cli.model_labels(["m/model", "./m/model/"]) == ["m/model (1)", "m/model (2)"]  # the same folder twice
+
+
+def test_compare_keeps_one_row_per_model_when_folder_names_collide(capsys, tmp_path, two_models_named_model, toy_dir):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--models", *map(str, two_models_named_model), "--data", str(toy_dir), "--pooling", "mean"]
+    code, printed, err = _run(capsys, [*argv, "--k", "3", "--out", str(out), "--quiet"])
+    assert code == 0, err
+    rows = list(csv.DictReader((out / "frozen_knn.csv").read_text().splitlines()))
+    assert [(r["model"], r["model_path"]) for r in rows] == [
+        ("a/model", str(two_models_named_model[0])),
+        ("b/model", str(two_models_named_model[1])),
+    ]
+    md = (out / "frozen_knn.md").read_text()
+    assert "| a/model | mean |" in md and "| b/model | mean |" in md
+    record = json.loads((out / "frozen_knn.json").read_text())
+    assert record["complete"] is True and len(record["rows"]) == 2
+    assert not (out / "frozen_knn.partial.json").exists() and _leftovers(tmp_path) == []
+
+
+def test_interrupted_compare_keeps_the_earlier_complete_run(capsys, tmp_path, monkeypatch, tiny_model_dir, toy_dir):
+    from conftest import build_tiny_model_dir
+
+    from sbert_align.cli import compare as compare_module
+
+    other = build_tiny_model_dir(tmp_path / "other", seed=1)
+    out = tmp_path / "cmp"
+    argv = ["compare", "--models", str(tiny_model_dir), str(other), "--data", str(toy_dir), "--pooling", "cls", "mean"]
+    argv += ["--k", "3", "--out", str(out), "--quiet"]
+    code, _, err = _run(capsys, argv)
+    assert code == 0, err
+    complete = _snapshot(out)
+    assert set(complete) == {"frozen_knn.md", "frozen_knn.csv", "frozen_knn.json", "frozen_knn.png"}
+
+    real = compare_module.frozen_embeddings
+    calls: list[int] = []
+
+    def interrupted_on_the_second_model(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "frozen_embeddings", interrupted_on_the_second_model)
+    code, _, err = _run(capsys, argv)
+    assert code == 130 and "interrupted" in err
+    partial = json.loads((out / "frozen_knn.partial.json").read_text())
+    assert partial["complete"] is False and partial["models_done"] == [str(tiny_model_dir)]
+    assert {r["model"] for r in partial["rows"]} == {tiny_model_dir.name} and len(partial["rows"]) == 2
+    assert {k: v for k, v in _snapshot(out).items() if "partial" not in k} == complete  # earlier outputs untouched
+    assert _leftovers(tmp_path) == []
+
+    # the rerun reuses the finished model and encodes only the other one; then the partial record goes
+    calls.clear()
+    monkeypatch.setattr(compare_module, "frozen_embeddings", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    code, _, err = _run(capsys, argv)
+    assert code == 0, err
+    assert len(calls) == 1 and "reusing" in err
+    assert not (out / "frozen_knn.partial.json").exists()
+    rows = list(csv.DictReader((out / "frozen_knn.csv").read_text().splitlines()))
+    first = list(csv.DictReader(complete["frozen_knn.csv"].decode().splitlines()))
+    assert [(r["model"], r["pooling"], r["accuracy"]) for r in rows] == [
+        (r["model"], r["pooling"], r["accuracy"]) for r in first
+    ]
+    assert json.loads((out / "frozen_knn.json").read_text())["complete"] is True
+
+
+def test_train_refuses_a_non_empty_out_unless_overwrite(capsys, tmp_path, tiny_model_dir, toy_dir):
+    out = tmp_path / "run"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "stale_weights.bin").write_bytes(b"from an older run")
+    (out / "metrics.json").write_text('{"old": true}')
+    argv = ["train", "--model", str(tiny_model_dir), "--data", str(toy_dir), "--loss", "all-negatives"]
+    argv += ["--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"]
+    code, _, err = _run(capsys, argv)
+    assert code == 1
+    _assert_one_line_error(err, "not empty", "--overwrite")
+    assert (out / "metrics.json").read_text() == '{"old": true}'
+
+    code, _, err = _run(capsys, [*argv, "--overwrite"])
+    assert code == 0, err
+    assert not (out / "model" / "stale_weights.bin").exists()  # replaced whole, not merged
+    assert (out / "model" / "modules.json").is_file()
+    assert json.loads((out / "metrics.json").read_text())["loss"] == "all-negatives"
+    assert not (out / "checkpoints").exists() and _leftovers(tmp_path) == []
+    code, _, err = _run(capsys, [*argv[:-3], "--out", str(out / "metrics.json")])
+    assert code == 1
+    _assert_one_line_error(err, "is a file")
+
+
+def test_demo_uses_the_typed_train_function(monkeypatch, tmp_path):
+    from sbert_align.cli import demo as demo_module
+    from sbert_align.cli.train import TrainConfig
+
+    args = cli.build_parser().parse_args(["demo", "--out", str(tmp_path / "d"), "--eval-steps", "3", "--seed", "4"])
+    config = demo_module.demo_config(args)
+    assert isinstance(config, TrainConfig)
+    assert (config.loss, config.memory_size, config.eval_steps, config.seed) == ("class-alignment", 2048, 3, 4)
+    train_args = cli.build_parser().parse_args(
+        ["train", "--model", "m", "--data", "d", "--loss", "all-negatives", "--out", "o", "--text-column", "q"]
+    )
+    assert TrainConfig.from_args(train_args).text_columns == ("q",)
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(model="m", data="d", loss="softmax", out="o")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(model="m", data="d", loss="all-negatives", out="o", epochs=0)
+
+
+def test_score_pairs_are_evaluated_by_correlation(capsys, tmp_path, tiny_model_dir, score_dir, tiny_model):
+    from scipy.stats import pearsonr, spearmanr
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    from sbert_align.cli.evaluate import make_evaluator
+
+    data = load_splits(score_dir)
+    assert data.is_pairs and data.label_names is None and 1.0 in data.labels("test")
+    assert isinstance(make_evaluator(data, "test"), EmbeddingSimilarityEvaluator)
+    out = tmp_path / "sts.json"
+    code, printed, err = _run(
+        capsys, ["evaluate", "--model", str(tiny_model_dir), "--data", str(score_dir), "--out", str(out), "--quiet"]
+    )
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert "topk" not in res and set(res["similarity"]) >= {"test_spearman_cosine", "test_pearson_cosine"}
+    a = tiny_model.encode([p[0] for p in data.pairs("test")])
+    b = tiny_model.encode([p[1] for p in data.pairs("test")])
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert res["similarity"]["test_spearman_cosine"] == pytest.approx(spearmanr(data.labels("test"), cos)[0], abs=1e-5)
+    assert res["similarity"]["test_pearson_cosine"] == pytest.approx(pearsonr(data.labels("test"), cos)[0], abs=1e-5)
+    assert "| similarity | test_spearman_cosine |" in printed
+
+    code, _, err = _run(
+        capsys, ["evaluate", "--model", str(tiny_model_dir), "--data", str(score_dir), "--metrics", "topk"]
+    )
+    assert code == 1
+    _assert_one_line_error(err, "topk needs 0/1 pairs", "similarity")
+    argv = ["train", "--model", str(tiny_model_dir), "--data", str(score_dir), "--loss", "annealed-pair"]
+    code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "p")])
+    assert code == 1
+    _assert_one_line_error(err, "annealed-pair needs (text1, text2, label 0/1) pairs", "similarity scores")
+    assert not (tmp_path / "p").exists()
+
+
+def test_zero_one_pairs_keep_topk_and_can_also_correlate(capsys, tmp_path, tiny_model_dir, pair_dir):
+    from sbert_align.cli.evaluate import make_evaluator
+    from sbert_align.evaluation import QueryKeyTopKEvaluator
+
+    assert isinstance(make_evaluator(load_splits(pair_dir), "test"), QueryKeyTopKEvaluator)
+    out = tmp_path / "p.json"
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pair_dir), "--metrics", "topk,similarity"]
+    code, _, err = _run(capsys, [*argv, "--out", str(out), "--quiet"])
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["topk"]["test_top1_accuracy"] == 1.0 and -1 <= res["similarity"]["test_spearman_cosine"] <= 1
+
+
+def test_text_label_columns_and_empty_texts(capsys, tmp_path, tiny_model_dir):
+    folder = tmp_path / "cols"
+    folder.mkdir()
+    rng = random.Random(3)
+    for split, n in (("train", 12), ("test", 6)):
+        rows = [
+            (" ".join(rng.choice(ws) for _ in range(4)), name, "filler words", name.upper())
+            for name, ws in CLASS_WORDS.items()
+            for _ in range(n)
+        ]
+        _write(folder / f"{split}.csv", ["question", "topic", "note", "label"], rows)
+    out = tmp_path / "e.json"
+    base = ["evaluate", "--model", str(tiny_model_dir), "--data", str(folder), "--metrics", "knn", "--quiet"]
+    code, _, err = _run(capsys, [*base, "--text-column", "question", "--label-column", "topic", "--out", str(out)])
+    assert code == 0, err
+    assert json.loads(out.read_text())["data"].endswith("3 classes")
+
+    # two columns make pairs (nargs or the option twice); a third is a bad argument
+    pairs = tmp_path / "pairs.csv"
+    _write(pairs, ["q1", "q2", "dup"], [("city river", "city river", 1), ("money card", "love good", 0)] * 10)
+    for cols in (["--text-column", "q1", "q2"], ["--text-column", "q1", "--text-column", "q2"]):
+        argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs), *cols, "--label-column", "dup"]
+        code, _, err = _run(capsys, [*argv, "--out", str(out), "--quiet"])
+        assert code == 0, err
+        assert "topk" in json.loads(out.read_text())
+    with pytest.raises(SystemExit) as e:
+        cli.main([*base, "--text-column", "a", "b", "c"])
+    assert e.value.code == 2
+    _assert_one_line_error(capsys.readouterr().err, "one column, or two for pairs")
+
+    # empty texts: refused by default (one line), kept with --allow-empty-texts (compare and evaluate embed them)
+    rows = [(" ".join(rng.choice(ws) for _ in range(4)), name) for name, ws in CLASS_WORDS.items() for _ in range(8)]
+    empty = tmp_path / "empty.csv"
+    _write(empty, ["text", "label"], [*rows, ("", "geo")])
+    argv = ["compare", "--models", str(tiny_model_dir), "--data", str(empty), "--pooling", "mean", "--k", "3"]
+    code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "c1")])
+    assert code == 1
+    _assert_one_line_error(err, "empty")
+    code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "c2"), "--allow-empty-texts", "--quiet"])
+    assert code == 0, err
+    row = next(csv.DictReader((tmp_path / "c2" / "frozen_knn.csv").read_text().splitlines()))
+    assert int(row["n_train"]) + int(row["n_test"]) == len(rows) + 1
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(empty), "--metrics", "knn,kmeans", "--quiet"]
+    code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "e1.json")])
+    assert code == 1
+    _assert_one_line_error(err, "empty")
+    code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "e2.json"), "--allow-empty-texts"])
+    assert code == 0, err
+    assert "knn" in json.loads((tmp_path / "e2.json").read_text())

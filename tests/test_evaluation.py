@@ -605,6 +605,17 @@ def test_evaluators_refuse_empty_texts():
         KNNEvaluator(["x", "y", None, "w"], labels, k=1, leave_one_out=True)
 
 
+def test_evaluators_keep_empty_texts_when_asked(tiny_model):
+    labels = ["a", "b", "a", "b"]
+    knn = KNNEvaluator(["x", "  ", "", "y"], labels, [""], ["a"], k=1, allow_empty_texts=True, write_csv=False)
+    assert 0.0 <= knn(tiny_model)["accuracy"] <= 1.0
+    kmeans = KMeansEvaluator(["x", "y", "z", ""], labels, allow_empty_texts=True, write_csv=False)
+    assert "v_measure" in kmeans(tiny_model)
+    assert QueryKeyTopKEvaluator(["q1", ""], ["", "k2"], ks=(1,), allow_empty_texts=True).queries == ["q1", ""]
+    with pytest.raises(ValueError, match="reference_texts holds 1 empty"):  # None is never a text
+        KNNEvaluator(["x", "y", None, "w"], labels, k=1, leave_one_out=True, allow_empty_texts=True)
+
+
 def test_knn_unseen_query_labels_warn_and_count_as_wrong():
     from sbert_align.data import UnseenLabelWarning
 

@@ -25,12 +25,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["AlignmentEvaluator", "check_inputs", "check_embeddings", "check_same_length"]
 
 
-def check_inputs(inputs: Any, name: str) -> list:
+def check_inputs(inputs: Any, name: str, allow_empty_texts: bool = False) -> list:
     """Return ``inputs`` (texts, or any input the model encodes) as a non-empty list, or raise a ``ValueError``.
 
     Args:
         inputs: The texts (or other model inputs).
         name: The argument's name, for the message.
+        allow_empty_texts: Keep empty and whitespace-only texts (the model embeds them like any other input).
 
     Returns:
         ``inputs`` as a list.
@@ -57,10 +58,11 @@ def check_inputs(inputs: Any, name: str) -> list:
     if len(items) == 0:
         raise ValueError(f"{name} is empty: it must hold at least one text.")
     empty = [i for i, item in enumerate(items) if item is None or (isinstance(item, str) and not item.strip())]
-    if empty:
+    if empty and not (allow_empty_texts and all(item is not None for item in items)):
         raise ValueError(
             f"{name} holds {len(empty)} empty or whitespace-only text{'s' if len(empty) != 1 else ''} (the first at "
-            f"index {empty[0]}); an empty text has no meaning to embed. Remove them (with their labels)."
+            f"index {empty[0]}); an empty text has no meaning to embed. Remove them (with their labels), or pass "
+            "allow_empty_texts=True to embed them anyway."
         )
     return items
 

@@ -109,6 +109,7 @@ class KMeansEvaluator(AlignmentEvaluator):
         write_csv: Append the metrics to ``kmeans_evaluation[_{name}]_results.csv`` in ``output_path`` when one is
             given.
         truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
+        allow_empty_texts: Embed empty and whitespace-only texts instead of refusing them.
 
     Raises:
         ValueError: an empty list, empty or whitespace-only texts (naming the argument, the count and the first index),
@@ -145,9 +146,10 @@ class KMeansEvaluator(AlignmentEvaluator):
         show_progress_bar: bool = False,
         write_csv: bool = True,
         truncate_dim: int | None = None,
+        allow_empty_texts: bool = False,
     ):
         super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
-        self.texts = check_inputs(texts, "texts")
+        self.texts = check_inputs(texts, "texts", allow_empty_texts)
         (self.label_ids,), self.classes = encode_label_lists((labels, "labels"))
         check_same_length(self.texts, self.label_ids, "texts", "labels")
         self.n_clusters = check_n_clusters(n_clusters, len(self.texts), len(self.classes))

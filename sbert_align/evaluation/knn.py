@@ -297,6 +297,7 @@ class KNNEvaluator(AlignmentEvaluator):
             given (the trainer gives ``{output_dir}/eval``).
         truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
         chunk_size: References per chunk of the neighbour search.
+        allow_empty_texts: Embed empty and whitespace-only texts instead of refusing them.
 
     Raises:
         ValueError: empty lists, empty or whitespace-only texts (naming the argument, the count and the first index),
@@ -343,9 +344,10 @@ class KNNEvaluator(AlignmentEvaluator):
         write_csv: bool = True,
         truncate_dim: int | None = None,
         chunk_size: int = 16384,
+        allow_empty_texts: bool = False,
     ):
         super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
-        self.reference_texts = check_inputs(reference_texts, "reference_texts")
+        self.reference_texts = check_inputs(reference_texts, "reference_texts", allow_empty_texts)
         if leave_one_out:
             if query_texts is not None or query_labels is not None:
                 raise ValueError(
@@ -357,7 +359,7 @@ class KNNEvaluator(AlignmentEvaluator):
         else:
             if query_texts is None or query_labels is None:
                 raise ValueError("query_texts and query_labels are required unless leave_one_out=True.")
-            self.query_texts = check_inputs(query_texts, "query_texts")
+            self.query_texts = check_inputs(query_texts, "query_texts", allow_empty_texts)
             (self.reference_ids, self.query_ids), self.classes = encode_label_lists(
                 (reference_labels, "reference_labels"), (query_labels, "query_labels")
             )

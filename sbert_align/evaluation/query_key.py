@@ -168,6 +168,7 @@ class QueryKeyTopKEvaluator(AlignmentEvaluator):
             is given.
         truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
         chunk_size: Keys per chunk when ranking.
+        allow_empty_texts: Embed empty and whitespace-only texts instead of refusing them.
 
     Raises:
         ValueError: empty lists, empty or whitespace-only texts (naming the argument, the count and the first index),
@@ -204,13 +205,14 @@ class QueryKeyTopKEvaluator(AlignmentEvaluator):
         write_csv: bool = True,
         truncate_dim: int | None = None,
         chunk_size: int = 16384,
+        allow_empty_texts: bool = False,
     ):
         super().__init__(name, batch_size, show_progress_bar, write_csv, truncate_dim)
-        self.queries = check_inputs(queries, "queries")
-        self.keys = check_inputs(keys, "keys")
+        self.queries = check_inputs(queries, "queries", allow_empty_texts)
+        self.keys = check_inputs(keys, "keys", allow_empty_texts)
         check_same_length(self.queries, self.keys, "queries", "keys")
         self.distractor_keys = (
-            check_inputs(distractor_keys, "distractor_keys")
+            check_inputs(distractor_keys, "distractor_keys", allow_empty_texts)
             if distractor_keys is not None and (isinstance(distractor_keys, str) or len(distractor_keys) > 0)
             else []
         )

@@ -1,0 +1,241 @@
+"""``sbert-align evaluate``: kNN / KMeans on (text, label) data, query-key top-k on 0/1 pairs, Spearman / Pearson
+correlation on score pairs, and MTEB tasks; prints a table and writes JSON.
+
+The evaluator follows the data (see :func:`make_evaluator`), in ``evaluate`` and as the evaluator during ``train``:
+
+* (text, label) data: :class:`~sbert_align.evaluation.KNNEvaluator` (train as references, the split as queries);
+* 0/1 pairs (mrpc, quora): :class:`~sbert_align.evaluation.QueryKeyTopKEvaluator` on the positive pairs;
+* score pairs (STS-B: float similarity scores, ``label_names is None``): sentence-transformers'
+  ``EmbeddingSimilarityEvaluator``, the Spearman (primary) and Pearson correlation between the cosine similarity of
+  the two embeddings and the score, the standard STS protocol.
+
+Example::
+
+    sbert-align evaluate --model minilm-l6 --data stsb                 # test_spearman_cosine, test_pearson_cosine
+    sbert-align evaluate --model runs/t6/model --data trec6 --metrics knn,kmeans
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..data import SplitSet, train_validation_split
+from .common import CLIError, DataOptions, Log, is_score_pairs, load_data, numeric_labels, positive_pairs
+from .models import load_model
+from .reports import markdown_table, write_json
+
+__all__ = ["METRICS", "default_metrics", "check_metrics", "make_evaluator", "evaluate_data", "run_evaluate"]
+
+#: ``knn``, ``kmeans``: (text, label) data; ``topk``: 0/1 pairs; ``similarity``: pairs with scores (or 0/1 labels)
+METRICS = ("knn", "kmeans", "topk", "similarity")
+
+
+def default_metrics(data: SplitSet) -> list[str]:
+    """The metrics ``evaluate`` runs on ``data`` when ``--metrics`` is not given.
+
+    Example::
+
+        from sbert_align.cli.evaluate import default_metrics
+        from sbert_align.data import load_splits
+
+        default_metrics(load_splits("trec6"))     # ['knn', 'kmeans']
+    """
+    if is_score_pairs(data):
+        return ["similarity"]
+    return ["topk"] if data.is_pairs else ["knn", "kmeans"]
+
+
+def check_metrics(data: SplitSet, metrics: list[str]) -> None:
+    """Raise a one-line :class:`CLIError` when a metric does not fit the kind of ``data``.
+
+    Example::
+
+        from sbert_align.cli.evaluate import check_metrics
+        from sbert_align.data import load_splits
+
+        check_metrics(load_splits("trec6"), ["knn"])     # fine; ["topk"] would raise
+    """
+    for m in metrics:
+        if m not in METRICS:
+            raise CLIError(f"metrics: {m!r} is not one of {','.join(METRICS)}.")
+        if m in ("knn", "kmeans") and (data.is_pairs or data.label_names is None):
+            raise CLIError(f"--metrics {m} needs (text, label) data; {data.summary()}.")
+        if m == "topk" and not data.is_pairs:
+            raise CLIError(f"--metrics topk needs (text1, text2, label) pairs; {data.summary()}.")
+        if m == "topk" and is_score_pairs(data):
+            raise CLIError(
+                f"--metrics topk needs 0/1 pairs (label 1 = duplicate), but {data.name} has similarity scores "
+                f"({data.summary()}); use --metrics similarity (Spearman / Pearson correlation)."
+            )
+        if m == "similarity" and not data.is_pairs:
+            raise CLIError(f"--metrics similarity needs (text1, text2, score) pairs; {data.summary()}.")
+        if m == "similarity" and numeric_labels(data, "test") is None:
+            raise CLIError(f"--metrics similarity needs numeric pair labels; {data.name} has {data.label_names}.")
+
+
+def make_evaluator(
+    data: SplitSet,
+    split: str = "test",
+    *,
+    k: int = 5,
+    metric: str | None = None,
+    show_progress_bar: bool = False,
+    batch_size: int = 32,
+) -> Any:
+    """The sentence-transformers evaluator for ``split`` of ``data`` (see the module docstring for the choice).
+
+    Args:
+        data: the loaded data.
+        split: the queries (``test`` or ``validation``); kNN uses ``train`` as references.
+        k: neighbours of the kNN.
+        metric: ``knn``, ``topk`` or ``similarity`` to force one (``None``: by the kind of data).
+        show_progress_bar: progress bars while encoding.
+        batch_size: encoding batch size.
+
+    Returns:
+        A ``BaseEvaluator``; its metric names start with ``<split>_`` (e.g. ``test_spearman_cosine``), and
+        ``primary_metric`` is set after the first call.
+
+    Raises:
+        CLIError: no positive pair to evaluate on, or labels that do not fit ``metric``.
+
+    Example::
+
+        from sbert_align.cli import load_model
+        from sbert_align.cli.evaluate import make_evaluator
+        from sbert_align.data import load_splits
+
+        ev = make_evaluator(load_splits("stsb"), "test")
+        ev(load_model("minilm-l6", device="cpu"))["test_spearman_cosine"]
+    """
+    from ..evaluation import KNNEvaluator, QueryKeyTopKEvaluator
+
+    metric = metric or ("similarity" if is_score_pairs(data) else "topk" if data.is_pairs else "knn")
+    check_metrics(data, [metric])
+    if metric == "similarity":
+        from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+        pairs = data.pairs(split)
+        scores = numeric_labels(data, split)
+        if len(pairs) < 2 or scores is None or len(set(scores)) < 2:
+            raise CLIError(f"data: the {split} split needs at least two pairs with different scores to correlate.")
+        return EmbeddingSimilarityEvaluator(
+            [a for a, _ in pairs],
+            [b for _, b in pairs],
+            scores,
+            batch_size=batch_size,
+            main_similarity="cosine",
+            name=split,
+            show_progress_bar=show_progress_bar,
+            write_csv=False,
+        )
+    if metric == "topk":
+        pos = positive_pairs(data, split)
+        if not pos:
+            raise CLIError(f"data: the {split} split has no positive pairs to evaluate.")
+        return QueryKeyTopKEvaluator(
+            [a for a, _ in pos],
+            [b for _, b in pos],
+            ks=(1, 5, 10),
+            name=split,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            write_csv=False,
+            allow_empty_texts=data.allow_empty_texts,
+        )
+    return KNNEvaluator(
+        data.texts("train"),
+        data.labels("train"),
+        data.texts(split),
+        data.labels(split),
+        k=k,
+        name=split,
+        show_progress_bar=show_progress_bar,
+        write_csv=False,
+        allow_empty_texts=data.allow_empty_texts,
+    )
+
+
+def evaluate_data(
+    model: Any,
+    data: SplitSet,
+    metrics: list[str] | None = None,
+    *,
+    split: str = "test",
+    k: int = 5,
+    show_progress_bar: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Run each metric set on ``split`` of ``data``; metric set -> the evaluator's metrics.
+
+    Args:
+        model: a ``SentenceTransformer``.
+        data: the data (a ``validation`` split must exist when ``split="validation"``).
+        metrics: subset of :data:`METRICS` (default: :func:`default_metrics`).
+        split: the queries.
+        k: neighbours of the kNN.
+        show_progress_bar: progress bars while encoding.
+
+    Example::
+
+        from sbert_align.cli import load_model
+        from sbert_align.cli.evaluate import evaluate_data
+        from sbert_align.data import load_splits
+
+        res = evaluate_data(load_model("minilm-l6", device="cpu"), load_splits("trec6"), ["knn"])
+        res["knn"]["test_accuracy"]
+    """
+    from ..evaluation import KMeansEvaluator
+
+    metrics = metrics or default_metrics(data)
+    check_metrics(data, metrics)
+    results: dict[str, dict[str, Any]] = {}
+    for m in metrics:
+        if m == "kmeans":
+            ev = KMeansEvaluator(
+                data.texts(split),
+                data.labels(split),
+                name=split,
+                write_csv=False,
+                allow_empty_texts=data.allow_empty_texts,
+            )
+        else:
+            ev = make_evaluator(data, split, k=k, metric=m, show_progress_bar=show_progress_bar)
+        results[m] = ev(model)
+    return results
+
+
+def run_evaluate(args: Any, log: Log = print) -> dict[str, Any]:
+    """``sbert-align evaluate``: kNN / KMeans / top-k / similarity on a split, and MTEB tasks; prints a table and
+    writes JSON (atomically) to ``--out``.
+
+    Score pairs (STS-B) are scored by the Spearman / Pearson correlation of cosine similarity against the score;
+    0/1 pairs by query-key top-k on their positive pairs; (text, label) data by kNN and KMeans.
+    """
+    model = load_model(args.model)
+    results: dict[str, Any] = {"model": args.model}
+    rows: list[list[Any]] = []
+    if args.data:
+        data = load_data(args.data, DataOptions.from_args(args), max_train=args.max_train_samples)
+        if args.split == "validation":
+            data = train_validation_split(data, args.validation_fraction, seed=args.seed)
+        results["data"] = data.summary()
+        metrics = args.metrics or default_metrics(data)
+        check_metrics(data, metrics)
+        for m, res in evaluate_data(
+            model, data, metrics, split=args.split, k=args.k, show_progress_bar=not args.quiet
+        ).items():
+            results[m] = res
+            rows += [[data.name, m, key, float(v)] for key, v in res.items() if isinstance(v, (int, float))]
+    if args.mteb:
+        from ..mteb import run_mteb
+
+        table = run_mteb(model, args.mteb)
+        results["mteb"] = table
+        rows += [[r["task"], "mteb", r["metric"], float(r["score"])] for r in table]
+    if not rows:
+        raise CLIError("nothing to evaluate: give --data and/or --mteb.")
+    print(markdown_table(["data / task", "metric set", "metric", "value"], rows))
+    out = write_json(Path(args.out), results)
+    log(f"wrote {out}")
+    return results

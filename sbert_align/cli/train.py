@@ -1,0 +1,355 @@
+"""``sbert-align train`` as a typed function: :class:`TrainConfig` -> :func:`train` -> :class:`TrainResult`.
+
+The command line (:func:`run_train`) and ``sbert-align demo`` both build a :class:`TrainConfig` and call
+:func:`train`. Outputs under ``out``: ``model/`` (replaced whole), ``metrics.json`` and ``training_curve.png``, each
+written atomically. A non-empty ``out`` is refused unless ``overwrite=True``.
+
+Example::
+
+    from sbert_align.cli.train import TrainConfig, train
+
+    result = train(TrainConfig(model="minilm-l6", data="trec6", loss="class-alignment", out="runs/t6",
+                               memory_size=2048, epochs=1, max_train_samples=1000))
+    result.metrics["after"]["test_accuracy"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import SplitSet
+from ..files import atomic_dir
+from .common import CLIError, DataOptions, Log, is_score_pairs, load_data
+from .evaluate import make_evaluator
+from .models import load_model
+from .reports import write_json
+
+__all__ = ["LOSSES", "OBJECTIVES", "TrainConfig", "TrainResult", "train", "run_train", "check_out_folder"]
+
+LOSSES = ("class-alignment", "all-negatives", "annealed-pair")
+OBJECTIVES = ("cosine_target", "supcon", "margin")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (the options of ``sbert-align train``).
+
+    Args:
+        model: alias, folder or hub name of the encoder to train.
+        data: data name, file, folder or ``hf:NAME``.
+        loss: one of :data:`LOSSES`.
+        out: output folder (``model/``, ``metrics.json``, ``training_curve.png``).
+        memory_size: class-alignment memory bank size (0: none).
+        memory_warmup_steps: steps before the memory is used.
+        objective: ``cosine_target``, ``supcon`` or ``margin`` (``None``: the loss's default).
+        temperature: supcon temperature (``None``: the default).
+        epochs: training epochs.
+        batch_size: per-device batch size.
+        lr: learning rate (10% linear warm-up).
+        k: neighbours of the kNN evaluation.
+        eval_steps: evaluate every N steps (``None``: each epoch).
+        max_train_samples: subsample train (seeded).
+        max_seq_length: token limit of the model.
+        start_length: annealed-pair: first token length.
+        end_length: annealed-pair: last token length.
+        anneal_steps: annealed-pair: steps of the schedule.
+        text_columns: text column(s) of a file / folder (``None``: detected).
+        label_column: label column of a file / folder (``None``: detected).
+        allow_empty_texts: keep rows with an empty text.
+        seed: seed of the subsample, the initialisation and the data order.
+        device: ``"auto"`` or ``"cpu"``.
+        quiet: no progress bars.
+        overwrite: allow a non-empty ``out``: ``model/`` is replaced whole, the other outputs file by file.
+        title: title of the training curve (default ``"<loss> on <data>"``).
+
+    Example::
+
+        from sbert_align.cli.train import TrainConfig
+
+        cfg = TrainConfig(model="minilm-l6", data="trec6", loss="all-negatives", out="runs/a", epochs=2)
+    """
+
+    model: str
+    data: str
+    loss: str
+    out: str | Path
+    memory_size: int = 0
+    memory_warmup_steps: int = 0
+    objective: str | None = None
+    temperature: float | None = None
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 2e-5
+    k: int = 5
+    eval_steps: int | None = None
+    max_train_samples: int | None = None
+    max_seq_length: int | None = None
+    start_length: int = 70
+    end_length: int = 20
+    anneal_steps: int = 1000
+    text_columns: tuple[str, ...] | None = None
+    label_column: str | None = None
+    allow_empty_texts: bool = False
+    seed: int = 0
+    device: str = "auto"
+    quiet: bool = False
+    overwrite: bool = False
+    title: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}.")
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: expected one of {list(OBJECTIVES)} or None, got {self.objective!r}.")
+        if self.device not in ("auto", "cpu"):
+            raise ValueError(f"device: expected 'auto' or 'cpu', got {self.device!r}.")
+        for name in ("epochs", "batch_size", "k", "start_length", "end_length", "anneal_steps"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("memory_size", "memory_warmup_steps"):
+            _check_int(name, getattr(self, name), 0)
+        for name in ("eval_steps", "max_train_samples", "max_seq_length"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        for name in ("lr", "temperature"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
+                raise ValueError(f"{name}: expected a positive number, got {v!r}.")
+        self.text_columns = self.data_options.text_columns  # validated, and a tuple
+
+    @property
+    def data_options(self) -> DataOptions:
+        """The column options as :class:`~sbert_align.cli.common.DataOptions`."""
+        return DataOptions(self.text_columns, self.label_column, self.allow_empty_texts)
+
+    @classmethod
+    def from_args(cls, args: Any) -> TrainConfig:
+        """A config from a parsed ``sbert-align train`` command line (attributes it lacks keep their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{n: getattr(args, n) for n in names if hasattr(args, n)})
+
+
+def _check_int(name: str, v: Any, minimum: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name}: expected {what}, got {v!r}.")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Args:
+        metrics: the content of ``metrics.json`` (before / after metrics, curves, settings).
+        model: the trained ``SentenceTransformer``.
+        data: the data it was trained on.
+        out: the output folder.
+    """
+
+    metrics: dict[str, Any]
+    model: Any
+    data: SplitSet
+    out: Path
+
+
+def check_out_folder(out: str | Path, overwrite: bool) -> Path:
+    """Refuse an output folder that is a file, or that is not empty unless ``overwrite``; returns it as a path.
+
+    Example::
+
+        from sbert_align.cli.train import check_out_folder
+
+        check_out_folder("runs/new", overwrite=False)        # fine when runs/new is missing or empty
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {str(out)!r} is a file; expected a folder.")
+    if out.is_dir() and not overwrite and any(out.iterdir()):
+        raise CLIError(
+            f"--out {str(out)!r} is not empty; pass --overwrite to replace its model and results, or choose a new folder."
+        )
+    return out
+
+
+def _check_loss_data(loss: str, data: SplitSet) -> None:
+    if loss == "annealed-pair":
+        if is_score_pairs(data):
+            raise CLIError(
+                f"--loss annealed-pair needs (text1, text2, label 0/1) pairs, but {data.name} has similarity scores "
+                f"({data.summary()}); score pairs can be evaluated (sbert-align evaluate), not trained with this loss."
+            )
+        if not data.is_pairs or data.label_names is None or len(data.label_names) != 2:
+            raise CLIError(f"--loss annealed-pair needs (text1, text2, label 0/1) pairs; {data.summary()}.")
+    elif data.is_pairs or data.label_names is None:
+        raise CLIError(f"--loss {loss} needs (text, label) data; {data.summary()}.")
+
+
+def _make_loss(config: TrainConfig, model: Any) -> Any:
+    from ..losses import AllNegativesLoss, AnnealedPairLoss, ClassAlignmentLoss
+
+    params: dict[str, Any] = {}
+    if config.objective:
+        params["objective"] = config.objective
+    if config.temperature is not None:
+        params["temperature"] = config.temperature
+    if config.loss == "class-alignment":
+        return ClassAlignmentLoss(
+            model, memory_size=config.memory_size, memory_warmup_steps=config.memory_warmup_steps, **params
+        )
+    if config.loss == "all-negatives":
+        return AllNegativesLoss(model, **params)
+    return AnnealedPairLoss(
+        model,
+        start_length=config.start_length,
+        end_length=config.end_length,
+        anneal_steps=config.anneal_steps,
+        **params,
+    )
+
+
+def train(config: TrainConfig, log: Log = print) -> TrainResult:
+    """Load, evaluate before, train through ``SentenceTransformerTrainer`` (evaluating each epoch or every
+    ``eval_steps``), evaluate after, and save ``model/``, ``metrics.json`` and ``training_curve.png`` under ``out``.
+
+    The evaluator follows the data (:func:`~sbert_align.cli.evaluate.make_evaluator`): kNN on (text, label) data,
+    query-key top-k on 0/1 pairs. Nothing is written under ``out`` before training has finished; the model folder is
+    built under a temporary name and swapped in whole, and each file is written atomically.
+
+    Args:
+        config: the run's settings.
+        log: progress lines.
+
+    Returns:
+        The metrics, the trained model, the data and the output folder.
+
+    Raises:
+        CLIError: a non-empty ``out`` without ``overwrite``, a loss that does not fit the data, a model that cannot
+            be loaded.
+
+    Example::
+
+        from sbert_align.cli.train import TrainConfig, train
+
+        res = train(TrainConfig(model="minilm-l6", data="trec6", loss="class-alignment", out="runs/t6",
+                                memory_size=2048, max_train_samples=500))
+        print(res.metrics["before"]["test_accuracy"], res.metrics["after"]["test_accuracy"])
+    """
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from transformers import TrainerCallback
+
+    from ..plotting import plot_training_curve
+
+    out = check_out_folder(config.out, config.overwrite)
+    data = load_data(config.data, config.data_options, max_train=config.max_train_samples, seed=config.seed)
+    _check_loss_data(config.loss, data)
+    log(data.summary())
+    torch.manual_seed(config.seed)
+    model = load_model(config.model, device="cpu" if config.device == "cpu" else None)
+    if config.max_seq_length:
+        model.max_seq_length = config.max_seq_length
+    loss = _make_loss(config, model)
+    evaluator = make_evaluator(data, "test", k=config.k, show_progress_bar=not config.quiet)
+
+    t0 = time.perf_counter()
+    before = evaluator(model)
+    pm = evaluator.primary_metric or ""
+    primary = pm if pm in before else next((m for m in before if pm and m.endswith(pm)), next(iter(before)))
+    log(f"before training: {primary} = {before[primary]:.4f}")
+
+    n_train = len(data.labels("train"))
+    steps_per_epoch = n_train // config.batch_size if n_train > config.batch_size else 1
+    total = steps_per_epoch * config.epochs
+    eval_points: list[tuple[float, float]] = [(0, before[primary])]
+    last_eval: dict[str, Any] = {}
+
+    class _Record(TrainerCallback):
+        def on_evaluate(self, a, state, control, metrics=None, **kw):
+            key = next((m for m in (metrics or {}) if m.endswith(primary)), None)
+            if key is not None:
+                eval_points.append((state.global_step, float(metrics[key])))
+                last_eval.clear()
+                last_eval.update(
+                    step=state.global_step, metrics={m.removeprefix("eval_"): v for m, v in metrics.items()}
+                )
+                log(f"step {state.global_step}: {primary} = {metrics[key]:.4f}")
+
+    with tempfile.TemporaryDirectory(prefix="sbert-align-trainer-") as scratch:  # save_strategy="no": nothing kept
+        targs = SentenceTransformerTrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.lr,
+            warmup_steps=int(0.1 * total),
+            eval_strategy="steps" if config.eval_steps else "epoch",
+            eval_steps=config.eval_steps or None,
+            save_strategy="no",
+            logging_steps=max(1, min(config.eval_steps or total, total // 50 or 1)),
+            report_to="none",
+            seed=config.seed,
+            disable_tqdm=config.quiet,
+            use_cpu=config.device == "cpu",
+            dataloader_drop_last=n_train > config.batch_size,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=targs,
+            train_dataset=data.dataset("train"),
+            loss=loss,
+            evaluator=evaluator,
+            callbacks=[_Record()],
+        )
+        trainer.train()
+    if last_eval.get("step") == trainer.state.global_step:  # the trainer evaluated the final weights already
+        after = {m: last_eval["metrics"][m] for m in before if m in last_eval["metrics"]}
+    else:
+        after = evaluator(model)
+        eval_points.append((trainer.state.global_step, after[primary]))
+    train_seconds = time.perf_counter() - t0
+    log(f"after training: {primary} = {after[primary]:.4f}")
+    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h and "step" in h]
+
+    metrics = {
+        "model": config.model,
+        "data": data.name,
+        "data_summary": data.summary(),
+        "loss": config.loss,
+        "loss_config": loss.get_config_dict() if hasattr(loss, "get_config_dict") else {},
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.lr,
+        "seed": config.seed,
+        "steps": trainer.state.global_step,
+        "primary_metric": primary,
+        "before": before,
+        "after": after,
+        "eval_curve": eval_points,
+        "loss_curve": losses,
+        "seconds": round(train_seconds, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out / "model") as tmp:
+        model.save(str(tmp))
+    plot_training_curve(
+        losses,
+        eval_points,
+        out / "training_curve.png",
+        eval_name=primary,
+        title=config.title or f"{config.loss} on {data.name}",
+    )
+    write_json(out / "metrics.json", metrics)
+    log(f"saved {out / 'model'}, {out / 'metrics.json'}, {out / 'training_curve.png'}")
+    return TrainResult(metrics=metrics, model=model, data=data, out=out)
+
+
+def run_train(args: Any, log: Log = print) -> TrainResult:
+    """``sbert-align train``: train with a class-alignment loss; saves ``model/``, ``metrics.json`` and
+    ``training_curve.png`` under ``--out`` (a non-empty ``--out`` needs ``--overwrite``; the model folder is then
+    replaced whole)."""
+    return train(TrainConfig.from_args(args), log=log)
