@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from sbert_align.files import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -192,7 +194,7 @@ def sweep(args) -> list[dict]:
                             rows.append(_run_one(cfg, device))
                         r = rows[-1]
                         if args.partial_json:  # keep what was measured even if the run is cut short
-                            Path(args.partial_json).write_text(json.dumps(rows))
+                            atomic_write_text(args.partial_json, json.dumps(rows))
                         msg = (f"{r['time_s'] * 1e3:10.1f} ms {r['peak_bytes'] / 2**20:10.1f} MiB loss={r['loss']:.5f}"
                                if r["status"] == "ok" else r["status"])  # fmt: skip
                         print(f"{objective:14s} D={d:4d} B={b:5d} M={m:8d} {backend:9s} {msg}", flush=True)
@@ -304,7 +306,7 @@ def _ratio(a, b, key):
 
 def write_reports(rows, meta, out_dir: Path, device: str):
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"kernels_{device}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    atomic_write_text(out_dir / f"kernels_{device}.json", json.dumps({"meta": meta, "rows": rows}, indent=1))
     index = {(r["objective"], r["D"], r["B"], r["M"], r["backend"]): r for r in rows}
     shapes = sorted({(r["objective"], r["D"], r["B"], r["M"]) for r in rows}, key=lambda s: (s[0], s[1], s[2], s[3]))
     has_triton = device == "cuda"
@@ -387,7 +389,7 @@ def write_reports(rows, meta, out_dir: Path, device: str):
             lines.append(f"- {line}")
     for line in meta.get("topk_lines", []):
         lines.append(f"- {line}")
-    (out_dir / f"kernels_{device}.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out_dir / f"kernels_{device}.md", "\n".join(lines) + "\n")
 
 
 _ROW = re.compile(

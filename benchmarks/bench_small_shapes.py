@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_kernels import _inputs, _make_step  # noqa: E402
 
+from sbert_align.files import atomic_write_text  # noqa: E402
+
 SHAPES = ["256,0,384", "256,0,768", "1024,0,384", "1024,0,768", "256,4096,384", "256,4096,768"]
 BACKENDS = ["reference", "chunked", "pml"]
 
@@ -77,7 +79,9 @@ def main() -> None:
         "load_average": os.getloadavg(),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "small_shapes_cpu.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    atomic_write_text(
+        args.out_dir / "small_shapes_cpu.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
+    )
     lines = [
         f"# Small shapes, supcon fwd+bwd, fp32, {meta['device_name']}, {args.threads} thread(s)",
         "",
@@ -95,7 +99,7 @@ def main() -> None:
             f"{r['reference_loss']:.5f} / {r['chunked_loss']:.5f} / {r['pml_loss']:.5f} |"
         )
     md = args.out_dir / "small_shapes_cpu.md"
-    md.write_text("\n".join(lines) + "\n")
+    atomic_write_text(md, "\n".join(lines) + "\n")
     print(md.read_text())
 
 

@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_kernels import _median_seconds  # noqa: E402
 
+from sbert_align.files import atomic_write_text  # noqa: E402
+
 DEFAULT_SHAPES = ["4096,1048576,768,10", "1024,1048576,384,10", "4096,65536,768,10", "1024,1048576,384,50"]
 
 
@@ -104,7 +106,7 @@ def _mib(x) -> str:
 def write_reports(rows: list[dict], meta: dict, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"topk_{meta['device']}"
-    (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    atomic_write_text(out_dir / f"{stem}.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = [
         f"# similarity_topk: fused Triton vs chunked matmul + torch.topk, {meta['device_name']}",
         "",
@@ -126,7 +128,7 @@ def write_reports(rows: list[dict], meta: dict, out_dir: Path) -> Path:
             f"{r['max_value_diff']:.1e} |"
         )
     md = out_dir / f"{stem}.md"
-    md.write_text("\n".join(lines) + "\n")
+    atomic_write_text(md, "\n".join(lines) + "\n")
     return md
 
 

@@ -22,6 +22,7 @@ from sentence_transformers import SentenceTransformerTrainingArguments as Args
 
 from sbert_align.data import load_splits, train_validation_split
 from sbert_align.evaluation import KNNEvaluator
+from sbert_align.files import atomic_write_text
 from sbert_align.losses import ClassAlignmentLoss
 
 DEFAULT_CONFIGS = "cosine_target:0,cosine_target:4096,supcon:0,supcon:4096,margin:4096,cosine_target-balance:4096"
@@ -95,7 +96,7 @@ def main() -> None:
         "device": "cpu",
         "split": "validation = 20% of train",
     }
-    (out / f"select_defaults_{args.data}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    atomic_write_text(out / f"select_defaults_{args.data}.json", json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         f"Validation kNN accuracy (k=5), {meta['data']}, all-MiniLM-L6-v2, {args.epochs} epoch(s), "
         f"batch {args.batch_size}, lr {args.lr}, seed {args.seed}, CPU",
@@ -108,7 +109,7 @@ def main() -> None:
         f"{r['train_seconds']} |"
         for r in rows
     ]
-    (out / f"select_defaults_{args.data}.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / f"select_defaults_{args.data}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

