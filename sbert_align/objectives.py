@@ -18,7 +18,10 @@ what a tiled backward needs to rebuild the gradient of each tile without storing
 gradient, ``g_lse_i * lse_scale * softmax_ij``, is added by the backend. :meth:`PairObjective.loss` chains the
 pieces on a whole matrix: it is the ground truth that every backend is tested against.
 
-Definitions (``s_ij`` cosine similarity; sums over valid pairs only):
+Definitions (``s_ij`` cosine similarity; sums over valid pairs only). ``s_ij = n_i . n_j`` with ``n = x / ||x||``,
+and a zero vector (every backend counts a row with a norm below ``sbert_align.kernels.NORMALIZE_EPS`` as one) has
+``s = 0`` with everything and gets no gradient: it is an ordinary pair member with similarity 0, so every formula
+below stays finite.
 
 * ``cosine_target`` (the original class-alignment loss, SetFit's ``CosineSimilarityLoss`` on pairs):
   ``(s_ij - t_ij)^2`` with ``t_ij = 1`` for positives and ``t_neg`` for negatives.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sbert_align.kernels import pairwise_loss, resolve_backend
+from sbert_align.kernels import pairwise_loss, resolve_backend, similarity_topk
 from sbert_align.kernels._inputs import check_pair_inputs
 from sbert_align.kernels.chunked import chunked_pairwise_loss, default_tile_size
 from sbert_align.objectives import get_objective
@@ -336,3 +336,134 @@ def test_chunked_refuses_keys_changed_in_place_before_backward():
     mem[:3] = 0.0
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+# ---------------------------------------------------------------- degenerate rows: the one normalisation rule
+DTYPE_TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 2**-8}
+
+
+def _degenerate_case(dtype, seed=0):
+    """A batch and a memory (which requires grad) with a zero row, a row of norm 1e-30 and a row of norm 1e4 each,
+    among ordinary rows; labels give every kind of row positives and negatives."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    mem = torch.randn(7, 6, generator=g, dtype=torch.float64)
+    for x, (zero, tiny, huge) in ((q, (1, 4, 6)), (mem, (0, 3, 5))):
+        x[zero] = 0.0
+        x[tiny] = x[tiny] / x[tiny].norm() * 1e-30  # 0 in fp16; below NORMALIZE_EPS everywhere
+        x[huge] = x[huge] / x[huge].norm() * 1e4
+    y = torch.tensor([0, 1, 0, 1, 2, 2, 0, 1])
+    ym = torch.tensor([1, 0, 2, 0, 1, 2, 0])
+    return q.to(dtype).requires_grad_(True), mem.to(dtype).requires_grad_(True), y, ym
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name,params", OBJECTIVES + [("supcon", {"temperature": 0.01})], ids=OBJ_IDS + ["t=0.01"])
+def test_degenerate_rows_finite_and_backends_agree(name, params, dtype):
+    """Zero rows and rows of norm 1e-30 are zero vectors (cosine 0, zero gradient), norms of 1e4 are ordinary: the
+    loss and every gradient are finite in every dtype, and chunked agrees with the reference."""
+    q, mem, y, ym = _degenerate_case(dtype)
+    results = {}
+    for backend in ("reference", "chunked"):
+        loss, grads = _run(backend, q, [q, mem], y, [y, ym], name, params, True, tile_size=3)
+        assert torch.isfinite(loss).all(), (backend, loss)
+        for g in grads:
+            assert torch.isfinite(g).all(), (backend, g)
+            assert g.dtype == dtype
+        for g, rows in zip(grads, ((1, 4), (0, 3))):
+            assert torch.equal(g[list(rows)], torch.zeros_like(g[list(rows)])), (backend, g[list(rows)])
+        results[backend] = (loss, grads)
+    (loss, grads), (ref_loss, ref_grads) = results["chunked"], results["reference"]
+    tol = DTYPE_TOL[dtype]
+    assert abs(float(loss.detach()) - float(ref_loss.detach())) <= tol * max(1.0, abs(float(ref_loss.detach())))
+    for g, rg in zip(grads, ref_grads):
+        assert _rel(g, rg) <= (tol if dtype in (torch.float64, torch.float32) else 10 * tol)
+
+
+def _truth_without_degenerate_rows(name, params):
+    """The float64 loss where the zero-like rows are replaced by exact zeros (what the rule says they are)."""
+    q, mem, y, ym = _degenerate_case(torch.float64)
+    q, mem = q.detach().clone(), mem.detach().clone()
+    q[[1, 4]] = 0.0
+    mem[[0, 3]] = 0.0
+    return pairwise_loss(q, [q, mem], y, [y, ym], objective=name, backend="reference", exclude_self=True, **params)
+
+
+@pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name,params", OBJECTIVES + [("supcon", {"temperature": 0.01})], ids=OBJ_IDS + ["t=0.01"])
+def test_degenerate_rows_under_autocast(name, params, autocast_dtype):
+    """fp32 embeddings under CPU autocast (fp16 or bf16): the backends turn autocast off and compute in fp32, so the
+    loss equals the float64 truth to fp32 precision, with finite gradients and none on zero rows."""
+    truth = float(_truth_without_degenerate_rows(name, params))
+    q, mem, y, ym = _degenerate_case(torch.float32)
+    for backend in ("reference", "chunked"):
+        try:
+            with torch.autocast("cpu", dtype=autocast_dtype):
+                loss, grads = _run(backend, q, [q, mem], y, [y, ym], name, params, True, tile_size=3)
+        except RuntimeError as exc:  # pragma: no cover - depends on the torch build
+            pytest.skip(f"CPU autocast with {autocast_dtype} is not supported by this torch: {exc}")
+        assert loss.dtype == torch.float32
+        assert abs(float(loss.detach()) - truth) <= 1e-5 * max(1.0, abs(truth))
+        assert all(torch.isfinite(g).all() for g in grads)
+        assert not grads[0][[1, 4]].any() and not grads[1][[0, 3]].any()
+
+
+def test_normalize_rule():
+    """One rule: ``x / ||x||`` (bit for bit ``F.normalize``) at and above ``NORMALIZE_EPS``, exact zeros below; the
+    written-out backward equals autograd through it, which equals the analytic derivative (zero below)."""
+    import torch.nn.functional as F
+
+    from sbert_align.kernels import NORMALIZE_EPS, normalize_rows
+    from sbert_align.kernels._normalize import inverse_row_norms, normalize_backward
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    direction = x[0] / x[0].norm()
+    x[1] = 0.0
+    x[2] = direction * 1e-30
+    x[3] = direction * NORMALIZE_EPS * 0.5
+    x[4] = direction * NORMALIZE_EPS * 2.0
+    x[5] = direction * 1e4
+    below = [1, 2, 3]
+    for dtype in (torch.float64, torch.float32):
+        xd = x.to(dtype).requires_grad_(True)
+        n = normalize_rows(xd)
+        assert torch.equal(n[below], torch.zeros_like(n[below]))
+        above = [i for i in range(9) if i not in below]
+        assert torch.equal(n[above], F.normalize(xd[above], dim=-1))
+        inv = inverse_row_norms(xd.detach())
+        assert torch.equal(inv[below], torch.zeros(3, dtype=dtype))
+        assert torch.allclose(inv[above], 1.0 / x[above].norm(dim=-1).to(dtype), rtol=1e-6, atol=0)
+        d_n = torch.randn(9, 4, generator=g, dtype=torch.float64).to(dtype)
+        (auto,) = torch.autograd.grad(n, xd, d_n)
+        written = normalize_backward(xd, d_n, dtype)
+        assert torch.isfinite(auto).all() and torch.isfinite(written).all()
+        assert torch.allclose(written, auto, rtol=1e-12 if dtype == torch.float64 else 1e-5, atol=0)
+        assert torch.equal(written[below], torch.zeros_like(written[below]))
+    # the analytic derivative of x / ||x|| (float64): (I - n n^T) d_n / ||x||
+    d_n = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    written = normalize_backward(x, d_n, torch.float64)
+    for i in range(4, 9):
+        r = x[i].norm()
+        nn = x[i] / r
+        expected = (d_n[i] - nn * (nn @ d_n[i])) / r
+        assert torch.allclose(written[i], expected, rtol=1e-10, atol=0)
+    # half inputs: computed in the dtype given, returned in the input's dtype, zero rows exactly zero. (Row 4, of
+    # norm 2e-6, is left out: its true gradient, ~|d_n| / 2e-6, is beyond fp16's range; only zero rows are exempt.)
+    for half in (torch.float16, torch.bfloat16):
+        written = normalize_backward(x.to(half), d_n, torch.float32)
+        assert written.dtype == half and torch.isfinite(written[[0, 1, 2, 3, 5, 6, 7, 8]]).all()
+        assert not written[below].any()
+
+
+def test_zero_rows_in_topk_have_similarity_zero():
+    q = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1e-30, 0.0]])
+    keys = torch.tensor([[0.0, 0.0], [-1.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    for backend in ("chunked", "reference"):
+        values, indices = similarity_topk(q, keys, 4, chunk_size=3, backend=backend)
+        assert torch.isfinite(values).all()
+        # zero (and 1e-30) queries: cosine 0 with every key, so the order is the tie rule's: 0, 1, 2, 3
+        assert indices[0].tolist() == [0, 1, 2, 3] and indices[2].tolist() == [0, 1, 2, 3]
+        assert torch.equal(values[0], torch.zeros(4)) and torch.equal(values[2], torch.zeros(4))
+        assert indices[1].tolist() == [2, 0, 3, 1]
+        assert torch.allclose(values[1], torch.tensor([0.6, 0.0, 0.0, -1.0]))

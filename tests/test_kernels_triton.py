@@ -185,6 +185,49 @@ def test_triton_lower_precision(name, params, dtype):
     assert loss.dtype == torch.float32 and grads[0].dtype == dtype
 
 
+def _degenerate_case(dtype):
+    """Batch and memory (with grad) each holding a zero row, a row of norm 1e-30 and a row of norm 1e4."""
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    mem = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    for x, (zero, tiny, huge) in ((q, (1, 4, 5)), (mem, (0, 3, 2))):
+        x[zero] = 0.0
+        x[tiny] = x[tiny] / x[tiny].norm() * 1e-30
+        x[huge] = x[huge] / x[huge].norm() * 1e4
+    y = torch.tensor([0, 1, 0, 1, 2, 2, 0], device=DEVICE)
+    ym = torch.tensor([1, 0, 2, 0, 1, 2], device=DEVICE)
+    return (
+        q.to(device=DEVICE, dtype=dtype).requires_grad_(True),
+        mem.to(device=DEVICE, dtype=dtype).requires_grad_(True),
+        y,
+        ym,
+    )
+
+
+@here
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name,params", OBJECTIVES, ids=OBJ_IDS)
+def test_triton_degenerate_rows(name, params, dtype):
+    """Zero rows and rows of norm 1e-30 are zero vectors in the fused kernels too (inverse norm 0: cosine 0, zero
+    gradient), norms of 1e4 are ordinary; finite in every dtype and equal to the reference."""
+    q, mem, y, ym = _degenerate_case(dtype)
+    loss, grads = _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[dtype], **SMALL)
+    assert torch.isfinite(loss).all() and all(torch.isfinite(g).all() for g in grads)
+    assert not grads[0][[1, 4]].any() and not grads[1][[0, 3]].any()
+
+
+@here
+def test_triton_topk_zero_rows_have_similarity_zero():
+    from sbert_align.kernels.triton_topk import triton_similarity_topk
+
+    q = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1e-30, 0.0]], device=DEVICE)
+    keys = torch.tensor([[0.0, 0.0], [-1.0, 0.0], [3.0, 4.0], [0.0, 0.0]], device=DEVICE)
+    values, indices = triton_similarity_topk(q, keys, 4, config=SMALL_TOPK)
+    assert indices.cpu().tolist() == [[0, 1, 2, 3], [2, 0, 3, 1], [0, 1, 2, 3]]
+    expected = torch.tensor([[0.0] * 4, [0.6, 0.0, 0.0, -1.0], [0.0] * 4])
+    assert torch.allclose(values.cpu(), expected, atol=1e-7, rtol=0)
+
+
 @here
 def test_triton_refuses_keys_changed_in_place_before_backward():
     q, mem, y, ym = _case(6, 50, 4)

@@ -8,6 +8,14 @@
 :func:`pairwise_loss` and :func:`similarity_topk` pick a backend by device, size and an override: the ``backend``
 argument, else the environment variable ``SBERT_ALIGN_KERNEL``, else ``"auto"``. Kernels take tensors only; they
 know nothing of sentence-transformers.
+
+Normalisation, one rule in every backend (and in :func:`similarity_topk`): rows are upcast to the compute dtype
+(float32, or float64 for float64 inputs) and divided by their Euclidean norm; a row whose norm is below
+:data:`NORMALIZE_EPS` (``1e-6``) is a *zero vector* instead: its cosine similarity with every row is exactly 0 and it
+gets exactly zero gradient, in every dtype. :func:`normalize_rows` applies the rule (``x / ||x||``, bit for bit
+``F.normalize`` above the threshold, 0 below it) and is what other packages should use for cosine similarities that
+must agree with the kernels'; the Triton kernels scale raw dot products by the same inverse norms. ``F.normalize``'s ``x / max(||x||, 1e-12)`` instead gave a zero row a gradient of
+``dn / 1e-12`` (~1e12 in fp32 and bf16, inf and NaN in fp16).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from torch import Tensor
 
 from ..objectives import PairObjective, get_objective
 from ._inputs import PairInputs, check_pair_inputs
+from ._normalize import NORMALIZE_EPS, normalize_rows
 from .reference import reference_pairwise_loss
 from .topk import FUSED_TOPK_MAX_K, chunked_similarity_topk
 
@@ -31,6 +40,8 @@ __all__ = [
     "resolve_topk_backend",
     "BACKENDS",
     "triton_available",
+    "normalize_rows",
+    "NORMALIZE_EPS",
 ]
 
 BACKENDS = ("auto", "reference", "chunked", "triton")
@@ -113,7 +124,8 @@ def pairwise_loss(
     """Label-driven loss over all (query, key) cosine similarities, without materialising them when large.
 
     Args:
-        queries: ``(B, D)`` embeddings (normalised inside).
+        queries: ``(B, D)`` embeddings (normalised inside by :func:`normalize_rows`: a row with a norm below
+            :data:`NORMALIZE_EPS` is a zero vector, with cosine 0 to every key and zero gradient).
         keys: ``(M, D)`` embeddings, or a sequence of parts (e.g. ``[batch, memory]``) that are concatenated
             logically; each part keeps its own ``requires_grad``, so a detached memory costs no key-gradient work.
         query_labels: ``(B,)`` integer class ids.
@@ -196,7 +208,8 @@ def similarity_topk(
         keys: ``(N, D)``; may live on another device than ``queries`` (chunks are moved as they are used).
         k: How many neighbours; ``1 <= k <= N``.
         chunk_size: Keys per chunk of the chunked path; peak memory is ``O(B * (chunk_size + k))``.
-        normalize: Cosine similarity (True) or plain dot product (False).
+        normalize: Cosine similarity (True; rows normalised by :func:`normalize_rows`, so a zero row has similarity
+            0 with everything) or plain dot product (False).
         backend: ``"auto"`` (= ``"chunked"``), ``"chunked"``, ``"reference"`` (one chunk holding every key) or
             ``"triton"`` (the fused kernel of :mod:`.triton_topk`, CUDA, ``k <= 64``); ``$SBERT_ALIGN_KERNEL``
             overrides ``"auto"``.

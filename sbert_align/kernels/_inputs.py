@@ -18,7 +18,7 @@ def check_labels(labels: Tensor, n: int, name: str) -> Tensor:
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(
             f"{name} must hold integer class ids, got dtype {labels.dtype}. "
-            "Encode string labels with sbert_align.data.LabelEncoder and cast class ids to int."
+            "Encode string labels with sbert_align.data.encode_labels (or sbert_align.data.LabelEncoding) and cast class ids to int."
         )
     labels = labels.reshape(-1)
     if labels.numel() != n:

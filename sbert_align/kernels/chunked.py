@@ -12,8 +12,10 @@ key part that *is* the queries tensor adds its ``dKn`` into ``dQn`` (one normali
 tile holds the whole batch, ``Kn == Qn`` and both sides are the single matmul ``(dsim + dsim.T) @ Qn``).
 
 No formula is restated here: the per-pair terms come from the objective. Normalisation happens per tile in the
-compute dtype (float32, or float64 for float64 inputs; fp16/bf16 inputs accumulate in float32); its gradient is
-``F.normalize``'s, eps clamp included, written out in :func:`~._normalize.normalize_backward`.
+compute dtype (float32, or float64 for float64 inputs; fp16/bf16 inputs accumulate in float32) by
+:func:`~._normalize.normalize_rows`, the rule of every backend (a row with a norm below ``NORMALIZE_EPS`` is a zero
+vector: cosine 0 with every key, zero gradient); its gradient is written out in
+:func:`~._normalize.normalize_backward`.
 
 Peak memory: O((B + tile) * D + B * tile), never O(B * M) (below ``KEEP_TILES_MAX_PAIRS`` pairs, the kept tiles
 add at most that many pairs' worth). Works on any device.
@@ -22,12 +24,11 @@ add at most that many pairs' worth). Works on any device.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..objectives import PairObjective, masked_logsumexp
 from ._inputs import PairInputs, compute_dtype
-from ._normalize import normalize_backward
+from ._normalize import normalize_backward, normalize_rows
 
 __all__ = ["chunked_pairwise_loss", "default_tile_size"]
 
@@ -74,7 +75,7 @@ class _ChunkedPairLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs: PairInputs, objective: PairObjective, tile: int, queries: Tensor, *parts: Tensor):
         dtype = compute_dtype(queries, *parts)
-        qn = F.normalize(queries.to(dtype), dim=-1)
+        qn = normalize_rows(queries.to(dtype))
         n_q = qn.shape[0]
         stats = torch.zeros(n_q, objective.n_stats, dtype=dtype, device=qn.device)
         lse = None
@@ -83,7 +84,7 @@ class _ChunkedPairLoss(torch.autograd.Function):
         keep = n_q * inputs.num_keys <= KEEP_TILES_MAX_PAIRS
         kept: list[tuple[Tensor, Tensor, Tensor, Tensor | None]] = []
         for _, _, gstart, k_raw, k_lab in _iter_tiles(inputs, tile):
-            kn = F.normalize(k_raw.to(dtype), dim=-1)
+            kn = normalize_rows(k_raw.to(dtype))
             sim = qn @ kn.T
             pos, valid = _tile_masks(inputs.query_labels, k_lab, inputs.exclude_self, gstart)
             valid_t = torch.ones_like(pos) if valid is None else valid
@@ -115,7 +116,7 @@ class _ChunkedPairLoss(torch.autograd.Function):
             # Rows with no valid key have lse = -inf; nothing flows there (guards exp(+inf) * 0).
             lse_safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
 
-        qn = F.normalize(queries.to(dtype), dim=-1) if ctx.kept is None else ctx.kept[0]
+        qn = normalize_rows(queries.to(dtype)) if ctx.kept is None else ctx.kept[0]
         d_qn = torch.zeros_like(qn)
         # A key part that *is* the queries tensor (the usual batch-as-keys case) sends its key gradient into d_qn:
         # same rows, same normalisation, so one normalisation backward serves both sides.
@@ -127,7 +128,7 @@ class _ChunkedPairLoss(torch.autograd.Function):
             if ctx.kept is not None:
                 kn, sim, pos, valid = ctx.kept[1][t]
             else:
-                kn = F.normalize(k_raw.to(dtype), dim=-1)
+                kn = normalize_rows(k_raw.to(dtype))
                 sim = qn @ kn.T
                 pos, valid = _tile_masks(inputs.query_labels, k_lab, inputs.exclude_self, gstart)
             valid_t = torch.ones_like(pos) if valid is None else valid

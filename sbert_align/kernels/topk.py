@@ -7,10 +7,10 @@ Keys are walked in chunks; each chunk's similarities are merged into a running t
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._inputs import compute_dtype
+from ._normalize import normalize_rows
 
 __all__ = ["chunked_similarity_topk", "sort_by_value_then_index", "topk_smallest_index_ties", "FUSED_TOPK_MAX_K"]
 
@@ -62,13 +62,13 @@ def chunked_similarity_topk(
     for qs in range(0, queries.shape[0], query_chunk_size):
         q = queries[qs : qs + query_chunk_size].to(dtype)
         if normalize:
-            q = F.normalize(q, dim=-1)
+            q = normalize_rows(q)
         best_v = torch.full((q.shape[0], 0), float("-inf"), dtype=dtype, device=q.device)
         best_i = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
         for ks in range(0, keys.shape[0], chunk_size):
             kc = keys[ks : ks + chunk_size].to(device=q.device, dtype=dtype)
             if normalize:
-                kc = F.normalize(kc, dim=-1)
+                kc = normalize_rows(kc)
             sim = q @ kc.T
             take = min(k, sim.shape[1])
             v, i = topk_smallest_index_ties(sim, take)

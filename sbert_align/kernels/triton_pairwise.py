@@ -2,7 +2,9 @@
 
 Forward (one kernel, :func:`_pair_fwd_kernel`): for a block of queries and a range of key tiles it computes the
 raw dot products (``tl.dot`` over chunks of the embedding dimension, fp32 accumulation for fp16/bf16 inputs),
-scales them by the precomputed inverse norms (cosine similarity), builds the label masks and the self-exclusion
+scales them by the precomputed inverse norms (cosine similarity; the inverse norms follow the one rule of every
+backend, :func:`~._normalize.inverse_row_norms`: 0 for a row with a norm below ``NORMALIZE_EPS``, so such a row has
+cosine 0 with everything and zero gradient), builds the label masks and the self-exclusion
 mask from plain contiguous loads, and reduces each tile into the per-query statistics of the objective and an online
 log-sum-exp. The (B x M) matrix never exists. The key range is split across programs too (``splits``), so that a
 small batch still fills the GPU; the partial statistics are added and the partial log-sum-exps merged in torch.
@@ -25,14 +27,13 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from ..objectives import CosineTargetObjective, MarginObjective, PairObjective, SupConObjective
 from ._inputs import PairInputs, compute_dtype
-from ._normalize import NORMALIZE_EPS, normalize_backward
+from ._normalize import inverse_row_norms, normalize_backward, normalize_rows
 
 __all__ = ["triton_pairwise_loss", "INTERPRET"]
 
@@ -296,14 +297,15 @@ def _config(dtype: torch.dtype, device: torch.device) -> dict:
 
 
 def _inv_norm(x: Tensor, dtype: torch.dtype, rows: int = 1 << 16) -> Tensor:
-    """``1 / max(||x||, eps)`` per row in ``dtype``: exactly the scale ``F.normalize`` applies.
+    """Per-row inverse norms in ``dtype`` by :func:`~._normalize.inverse_row_norms` (0 for rows with a norm below
+    ``NORMALIZE_EPS``): exactly the scale :func:`~._normalize.normalize_rows` applies in the other backends.
 
     Rows are upcast in blocks, so a large memory bank is never copied whole in the accumulation dtype.
     """
     out = torch.empty(x.shape[0], dtype=dtype, device=x.device)
     for s in range(0, x.shape[0], rows):
-        out[s : s + rows] = torch.linalg.vector_norm(x[s : s + rows].to(dtype), dim=-1)
-    return 1.0 / out.clamp_min(NORMALIZE_EPS)
+        out[s : s + rows] = inverse_row_norms(x[s : s + rows].to(dtype))
+    return out
 
 
 def _dot_settings(in_dtype: torch.dtype, acc: torch.dtype) -> dict:
@@ -422,7 +424,7 @@ class _TritonPairLoss(torch.autograd.Function):
         # A power of two that brings |dsim| to <= 1: exact in every float format, and fp16 cannot underflow.
         gscale = torch.exp2(-torch.ceil(torch.log2(bound.clamp_min(1e-30)))).to(torch.float32).reshape(1)
 
-        qn = F.normalize(q.to(acc), dim=-1).to(in_dtype)
+        qn = normalize_rows(q.to(acc)).to(in_dtype)
         d_qn = torch.zeros(n_q, dim, dtype=acc, device=q.device)
         d_parts = []
         chunk = ctx.opts.get("chunk_size") or max(
@@ -444,7 +446,7 @@ class _TritonPairLoss(torch.autograd.Function):
                         OBJ=obj_id, EXCLUDE_SELF=exclude, **dot, **cfg,
                     )  # fmt: skip
                     if need_q:
-                        kn = F.normalize(k[c0:c1].to(acc), dim=-1).to(in_dtype)
+                        kn = normalize_rows(k[c0:c1].to(acc)).to(in_dtype)
                         d_qn += _mm_acc(g, kn, acc) / gscale.to(acc)
                     if need_k[idx]:
                         d_kn = _mm_acc(g.T, qn, acc) / gscale.to(acc)
