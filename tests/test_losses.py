@@ -182,3 +182,31 @@ def test_memory_is_written_after_the_backward_not_before(backend):
         pairwise_loss(ref_emb, keys, y, labels, temperature=0.2, exclude_self=True, backend="reference").backward()
         assert torch.allclose(emb.grad, ref_emb.grad, atol=1e-6), step
         assert len(loss_fn.memory) == min(10, 4 * (step + 1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ClassAlignmentLoss(torch.nn.Module(), pairs="sampled", memory_size=8, objective="cosine_target"),
+        lambda: ClassAlignmentLoss(torch.nn.Module(), memory_size=8),
+        lambda: AnnealedPairLoss(torch.nn.Module()),
+        lambda: AnnealedPairLoss(torch.nn.Module(), objective="supcon", in_batch_negatives=True),
+    ],
+)
+def test_zero_embedding_rows_give_finite_loss_and_zero_gradient(make, dtype):
+    """The kernels' eps rule (a row below NORMALIZE_EPS is a zero vector) holds in the losses' own paths too."""
+    loss_fn = make()
+    torch.manual_seed(0)
+    columns = [torch.randn(6, 8).to(dtype) for _ in range(2 if isinstance(loss_fn, AnnealedPairLoss) else 1)]
+    for c in columns:
+        c[2] = 0
+    leaves = [c.requires_grad_(True) for c in columns]
+    labels = torch.tensor([0, 1, 0, 1, 1, 0])
+    for _ in range(2):  # the second step also reads the memory, which now holds the zero row
+        loss = loss_fn.compute_loss_from_embeddings(leaves, labels)
+        loss.backward()
+        assert torch.isfinite(loss)
+        for leaf in leaves:
+            assert torch.isfinite(leaf.grad).all() and leaf.grad[2].abs().max() == 0
+            leaf.grad = None

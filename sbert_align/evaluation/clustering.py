@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn import metrics as skm
 from sklearn.cluster import KMeans
 from torch import Tensor
 
 from ..data.labels import encode_label_lists
+from ..kernels import normalize_rows
 from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def kmeans_metrics(
     n_clusters = check_n_clusters(n_clusters, emb.shape[0], len(classes))
     if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
         raise ValueError(f"n_init must be a positive integer, got {n_init!r}.")
-    points = F.normalize(emb.to(device="cpu", dtype=torch.float64), dim=-1).numpy()
+    points = normalize_rows(emb.to(device="cpu", dtype=torch.float64)).numpy()
     clusters = KMeans(n_clusters=n_clusters, random_state=seed, n_init=int(n_init)).fit_predict(points)
     homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(truth, clusters)
     return {

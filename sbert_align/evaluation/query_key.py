@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels import normalize_rows
 from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length
 
 if TYPE_CHECKING:
@@ -78,14 +78,14 @@ def own_key_ranks(
     n = keys.shape[0]
     ranks = []
     for a in range(0, queries.shape[0], query_chunk_size):
-        q = F.normalize(queries[a : a + query_chunk_size].to(dtype), dim=-1)
+        q = normalize_rows(queries[a : a + query_chunk_size].to(dtype))
         b = a + q.shape[0]
-        own_block = q @ F.normalize(keys[a:b].to(device=q.device, dtype=dtype), dim=-1).T
+        own_block = q @ normalize_rows(keys[a:b].to(device=q.device, dtype=dtype)).T
         own = own_block.diagonal()[:, None]
         count = (own_block > own).sum(dim=1)
         for start, stop in ((0, a), (b, n)):
             for s in range(start, stop, chunk_size):
-                kc = F.normalize(keys[s : min(s + chunk_size, stop)].to(device=q.device, dtype=dtype), dim=-1)
+                kc = normalize_rows(keys[s : min(s + chunk_size, stop)].to(device=q.device, dtype=dtype))
                 count += ((q @ kc.T) > own).sum(dim=1)
         ranks.append(count + 1)
     return torch.cat(ranks)

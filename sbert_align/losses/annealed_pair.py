@@ -7,11 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..checkpoints import register_stateful_loss
-from ..kernels import pairwise_loss
+from ..kernels import normalize_rows, pairwise_loss
 from ..objectives import PairObjective
 from ..schedules import Schedule
 from ..truncation import truncate_features
@@ -221,7 +220,7 @@ class AnnealedPairLoss(AlignmentLossBase):
         objective, _ = step_objective(self.objective, self.backend, a, 1, self.gather_across_devices)
         dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=a.device.type, enabled=False):
-            sim = F.cosine_similarity(a.to(dtype), b.to(dtype), dim=-1)[:, None]
+            sim = (normalize_rows(a.to(dtype)) * normalize_rows(b.to(dtype))).sum(-1, keepdim=True)
         pos = (labels == 1)[:, None]
         return objective.loss(sim, pos, torch.ones_like(pos))
 

@@ -6,11 +6,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoints import register_stateful_loss
-from ..kernels import pairwise_loss
+from ..kernels import normalize_rows, pairwise_loss
 from ..memory import MemoryBank, TrainingMemory
 from ..objectives import PairObjective
 from ._base import CITATIONS, AlignmentLossBase, batch_keys, check_class_labels, step_objective
@@ -233,8 +232,8 @@ class ClassAlignmentLoss(AlignmentLossBase):
             present.append(mask.any(dim=1))
         dtype = torch.float64 if emb.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=emb.device.type, enabled=False):
-            q = F.normalize(emb.to(dtype), dim=-1)
-            k = F.normalize(keys.to(dtype), dim=-1)
+            q = normalize_rows(emb.to(dtype))
+            k = normalize_rows(keys.to(dtype))
             sim = torch.stack([(q * k[c]).sum(-1) for c in chosen], dim=1)
         pos = torch.tensor([[True, False]], device=emb.device).expand(batch, 2)
         valid = torch.stack(present, dim=1)
