@@ -26,6 +26,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_kernels import OBJ_IDS, OBJECTIVES  # the same objective settings as the kernel tests
 
 from sbert_align.evaluation import knn_classify
 from sbert_align.kernels import NORMALIZE_EPS, pairwise_loss, similarity_topk
@@ -33,15 +34,6 @@ from sbert_align.kernels import NORMALIZE_EPS, pairwise_loss, similarity_topk
 D64 = torch.float64
 FAST = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
-OBJECTIVES = [
-    ("supcon", {"temperature": 0.1}),
-    ("supcon", {"temperature": 0.5, "reduction": "sum"}),
-    ("cosine_target", {"t_neg": 0.0}),
-    ("cosine_target", {"t_neg": -0.3, "balance": True}),
-    ("margin", {"margin": 0.2}),
-    ("margin", {"margin": 0.5, "reduction": "sum"}),
-]
-OBJ_IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for n, p in OBJECTIVES]
 BACKENDS = ("reference", "chunked")
 
 
