@@ -238,6 +238,10 @@ def test_old_names_still_import_and_data_imports_no_other_package():
     assert bundled_path("trec_train.csv").parent.parent.name == "sbert_align"
     package = Path(D.__file__).parent
     assert package.name == "data" and not (package.parent / "data.py").exists()
+    modules = {p.stem for p in package.glob("*.py")}
+    assert {"container", "carving", "columns", "building", "loading", "texts"} <= modules and "splits" not in modules
+    for public in D.__all__:
+        assert hasattr(D, public), public
     for module in package.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.ImportFrom):
@@ -472,3 +476,62 @@ def test_test_split_carved_from_a_single_file_is_stratified(tmp_path):
     assert D.load_splits(path, test_fraction=0.2, seed=5).texts("test") == d.texts("test")
     with pytest.raises(ValueError, match="test_fraction"):
         D.load_splits(path, test_fraction=1.0)
+
+
+# ----------------------------------------------------------------------------------------------- one rule each
+
+
+def test_one_carving_check_for_fraction_and_row_count(tmp_path):
+    path = _write_csv(tmp_path / "one_row.csv", ["text", "label"], [("a", "x")])
+    for bad in (0, 1, 1.5, True, "0.2"):
+        with pytest.raises(ValueError, match=r"test_fraction: expected a number in \(0, 1\)"):
+            D.carve_indices(10, bad, what="test")
+        with pytest.raises(ValueError, match=r"test_fraction: expected a number in \(0, 1\)"):
+            D.load_splits(path, test_fraction=bad)
+    with pytest.raises(ValueError, match=r"cannot carve a test split out of 1 row\(s\); at least 2 are needed"):
+        D.load_splits(path)
+    one = D.SplitSet(
+        "one", {"train": {"text": ["a"], "label": [0]}, "test": {"text": ["b"], "label": [0]}}, label_names=["a"]
+    )
+    with pytest.raises(ValueError, match=r"validation_fraction: expected a number in \(0, 1\), got 0"):
+        D.train_validation_split(one, 0)
+    with pytest.raises(ValueError, match=r"one \(train\): cannot carve a validation split out of 1 row\(s\)"):
+        D.train_validation_split(one, 0.5)
+
+
+def test_one_unseen_label_check_for_splits_and_queries():
+    import sbert_align.data.labels as labels_module
+    from sbert_align.data import container
+    from sbert_align.evaluation import knn
+
+    assert container.check_unseen_labels is knn.check_unseen_labels is labels_module.check_unseen_labels
+    assert D.unseen_labels(["a", "c", "d", "c"], ["a", "b", 1]) == ["c", "d"]
+    with pytest.warns(
+        D.UnseenLabelWarning, match=r"held holds 2 labels that never occur in seen \(3 items\): '2', 'c'"
+    ):
+        unseen = D.check_unseen_labels(["c", 2.0, "1", "c"], [1, "a"], held_out="held", seen="seen")
+    assert unseen == ["2", "c"]  # 1, 1.0 and "1" are one class; numbers first
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert D.check_unseen_labels([1, "a"], ["1.0", " a "], held_out="held", seen="seen") == []
+    data = D.SplitSet(
+        "toy",
+        {
+            "train": {"text": [f"t{i}" for i in range(8)], "label": [0] * 7 + [1]},
+            "test": {"text": ["q"], "label": [0]},
+        },
+        label_names=["a", "b"],
+    )
+    with pytest.warns(
+        D.UnseenLabelWarning, match=r"toy: the 'validation' split holds 1 label .* \(1 item\): 'b'"
+    ) as w:
+        D.train_validation_split(data, 0.25, seed=1, stratify=False)  # row 7 (class b) held out
+    assert w[0].filename == __file__  # the warning points at the caller
+
+
+def test_one_empty_text_rule_for_data_and_evaluators():
+    from sbert_align.evaluation import _common
+
+    assert _common.find_empty_texts is D.find_empty_texts
+    assert D.find_empty_texts(["a", "", " \t\n", None, "b", 0]) == [1, 2, 3]
+    assert not hasattr(D.Rows, "take")

@@ -601,7 +601,7 @@ def test_evaluators_refuse_empty_texts():
         QueryKeyTopKEvaluator(["q1", "q2"], [" ", "k2"])
     with pytest.raises(ValueError, match=r"distractor_keys holds 1 empty .* index 2"):
         QueryKeyTopKEvaluator(["q1", "q2"], ["k1", "k2"], distractor_keys=["d1", "d2", ""])
-    with pytest.raises(ValueError, match=r"reference_texts holds 1 empty .* index 2"):
+    with pytest.raises(ValueError, match=r"reference_texts holds None at index 2; None is not a text\.$"):
         KNNEvaluator(["x", "y", None, "w"], labels, k=1, leave_one_out=True)
 
 
@@ -612,8 +612,10 @@ def test_evaluators_keep_empty_texts_when_asked(tiny_model):
     kmeans = KMeansEvaluator(["x", "y", "z", ""], labels, allow_empty_texts=True, write_csv=False)
     assert "v_measure" in kmeans(tiny_model)
     assert QueryKeyTopKEvaluator(["q1", ""], ["", "k2"], ks=(1,), allow_empty_texts=True).queries == ["q1", ""]
-    with pytest.raises(ValueError, match="reference_texts holds 1 empty"):  # None is never a text
+    with pytest.raises(ValueError, match=r"reference_texts holds None at index 2; None is not a text\.$"):
         KNNEvaluator(["x", "y", None, "w"], labels, k=1, leave_one_out=True, allow_empty_texts=True)
+    with pytest.raises(ValueError, match=r"keys holds None at index 1; None is not a text"):  # not the empty text at 0
+        QueryKeyTopKEvaluator(["q1", "q2"], ["", None], allow_empty_texts=True)
 
 
 def test_knn_unseen_query_labels_warn_and_count_as_wrong():

@@ -3,10 +3,17 @@
 One concern per module:
 
 * :mod:`.labels`: the one label encoder (:class:`LabelEncoding`; ``1``, ``1.0`` and ``"1"`` are one class), used by
-  the loaders and the evaluators, and :class:`UnseenLabelWarning`;
+  the loaders and the evaluators, and the one unseen-label check (:func:`check_unseen_labels`,
+  :class:`UnseenLabelWarning`);
+* :mod:`.texts`: the one empty-text rule (:func:`find_empty_texts`), used by the loaders and the evaluators;
 * :mod:`.reading`: ``.csv`` / ``.tsv`` / ``.jsonl`` / ``.json`` files, every row located by file and line;
 * :mod:`.named`: the bundled TREC set and the shared offline data folder;
-* :mod:`.splits`: :class:`SplitSet`, :func:`load_splits`, :func:`from_hf_dataset`, seeded (stratified) carving;
+* :mod:`.container`: :class:`SplitSet`, the split set every loader returns;
+* :mod:`.carving`: seeded (stratified) carving of held-out splits, :func:`carve_indices` and
+  :func:`train_validation_split`;
+* :mod:`.columns`: which columns hold the texts and the label, and whether the labels are classes or scores;
+* :mod:`.building`: located rows -> :class:`SplitSet`, with every row checked;
+* :mod:`.loading`: :func:`load_splits` (names, files, folders, the hub) and :func:`from_hf_dataset`;
 * :mod:`.pairs`: :func:`symmetrize_pairs` (only after the split) and :class:`PairLeakWarning`.
 
 Example::
@@ -21,9 +28,12 @@ Example::
 
 from __future__ import annotations
 
+from .carving import carve_indices, train_validation_split
+from .container import SplitSet
 from .labels import (
     LabelEncoding,
     UnseenLabelWarning,
+    check_unseen_labels,
     decode_labels,
     encode_label_lists,
     encode_labels,
@@ -31,6 +41,7 @@ from .labels import (
     unseen_labels,
     warn_unseen_labels,
 )
+from .loading import from_hf_dataset, load_splits
 from .named import (
     DEFAULT_DEMO_DATA,
     NAMED_SETS,
@@ -42,7 +53,7 @@ from .named import (
 )
 from .pairs import PairLeakWarning, symmetrize_pairs
 from .reading import Rows, check_columns, read_rows, read_table
-from .splits import SplitSet, carve_indices, find_empty_texts, from_hf_dataset, load_splits, train_validation_split
+from .texts import find_empty_texts
 
 __all__ = [
     "SplitSet",
@@ -65,6 +76,7 @@ __all__ = [
     "encode_label_lists",
     "unseen_labels",
     "warn_unseen_labels",
+    "check_unseen_labels",
     "Rows",
     "read_rows",
     "check_columns",

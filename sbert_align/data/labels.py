@@ -12,6 +12,10 @@ Every part of the project that turns labels into class ids uses :class:`LabelEnc
 
 Class ids are positions in the sorted names: numbers first, in numeric order (``"2"`` before ``"10"``), then the
 other names in string order.
+
+Held-out labels (test, validation, query labels) that never occur in the labels learnt from are found here too, once
+(:func:`unseen_labels`), and warned about with :class:`UnseenLabelWarning` (:func:`check_unseen_labels`), by the
+loaders and the kNN evaluator alike.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +39,7 @@ __all__ = [
     "encode_label_lists",
     "unseen_labels",
     "warn_unseen_labels",
+    "check_unseen_labels",
 ]
 
 #: How many unseen label names a warning lists before "...".
@@ -338,6 +344,9 @@ def encode_label_lists(*labeled: tuple[Any, str]) -> tuple[list[np.ndarray], np.
 def unseen_labels(held_out: Iterable[Any], seen: Iterable[Any]) -> list[str]:
     """The classes of ``held_out`` that never occur in ``seen``, sorted as class ids are, by canonical name.
 
+    This is the one unseen-label computation; :func:`check_unseen_labels` (used by the loaders and the kNN evaluator)
+    warns with it.
+
     Example:
         ::
 
@@ -384,3 +393,46 @@ def warn_unseen_labels(
         UnseenLabelWarning,
         stacklevel=stacklevel,
     )
+
+
+def check_unseen_labels(
+    held_out_labels: Iterable[Any], seen_labels: Iterable[Any], *, held_out: str, seen: str, stacklevel: int = 2
+) -> list[str]:
+    """Warn (:class:`UnseenLabelWarning`) when ``held_out_labels`` hold classes that never occur in ``seen_labels``.
+
+    The unseen classes are :func:`unseen_labels`; the warning (:func:`warn_unseen_labels`) gives their number, up to
+    10 of them and how many items carry one. The loaders use it for held-out splits, the kNN evaluator for query
+    labels.
+
+    Args:
+        held_out_labels: The held-out labels (test, validation or query labels).
+        seen_labels: The labels learnt from (train or reference labels).
+        held_out: What holds the held-out labels, for the message, e.g. ``"the 'test' split"`` or ``"query_labels"``.
+        seen: What holds the seen labels, for the message, e.g. ``"train"`` or ``"reference_labels"``.
+        stacklevel: As for :func:`warnings.warn`, counted from this function (2: its caller).
+
+    Returns:
+        The unseen classes (canonical names, sorted as class ids are); empty when there are none (and no warning).
+
+    Raises:
+        ValueError: a value that is not a class label (see :func:`label_name`).
+
+    Example:
+        ::
+
+            import warnings
+            from sbert_align.data import UnseenLabelWarning, check_unseen_labels
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                unseen = check_unseen_labels(["a", "c", "c"], ["a", "b"], held_out="query_labels", seen="train")
+            assert unseen == ["c"] and issubclass(caught[0].category, UnseenLabelWarning)
+    """
+    counts: Counter[str] = Counter()
+    for value, count in Counter(held_out_labels).items():
+        counts[label_name(value)] += count
+    unseen = unseen_labels(counts, set(seen_labels))
+    if unseen:
+        count = sum(counts[name] for name in unseen)
+        warn_unseen_labels(unseen, held_out=held_out, seen=seen, count=count, stacklevel=stacklevel + 1)
+    return unseen

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from .splits import SplitSet
+from .container import SplitSet
 
 __all__ = ["symmetrize_pairs", "PairLeakWarning"]
 

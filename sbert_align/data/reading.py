@@ -71,16 +71,10 @@ class Rows:
         """Where row ``i`` came from, e.g. ``"data/train.csv line 12"`` or ``"split 'train' row 11"``."""
         return f"{self.source} {self.unit} {self.positions[i]}"
 
-    def take(self, indices: Iterable[int]) -> Rows:
-        """The rows at ``indices`` (in that order), keeping their locations."""
-        indices = list(indices)
-        return Rows(
-            [self.rows[i] for i in indices], self.source, [self.positions[i] for i in indices], self.unit, self.columns
-        )
 
-
-def _rows(count: int) -> str:
-    return f"{count} row{'' if count == 1 else 's'}"
+def _count(n: int, what: str) -> str:
+    """``"1 row"``, ``"3 rows"``: ``n`` and ``what``, plural unless ``n`` is 1."""
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _read_delimited(path: Path, delimiter: str) -> Rows:
@@ -118,8 +112,8 @@ def _read_delimited(path: Path, delimiter: str) -> Rows:
         kind = "tab" if delimiter == "\t" else "comma"
         raise ValueError(
             f"data: {path} line {line}: {got} field{'' if got == 1 else 's'} where the header has {len(header)} "
-            f"({', '.join(header)}); {_rows(len(ragged))} in all with the wrong number of fields. Every row needs one "
-            f"value per column; quote fields that hold a {kind}."
+            f"({', '.join(header)}); {_count(len(ragged), 'row')} in all with the wrong number of fields. Every row "
+            f"needs one value per column; quote fields that hold a {kind}."
         )
     return Rows(rows, str(path), positions, "line", tuple(header or ()))
 
@@ -252,6 +246,6 @@ def check_columns(rows: Rows, needed: Sequence[str], where: str) -> None:
     if bad:
         missing = [c for c in needed if c not in rows.rows[bad[0]]]
         raise ValueError(
-            f"{where}: {rows.where(bad[0])} lacks column(s) {missing}; {_rows(len(bad))} in all without a needed "
-            f"column (every row needs {list(needed)})."
+            f"{where}: {rows.where(bad[0])} lacks column(s) {missing}; {_count(len(bad), 'row')} in all without a "
+            f"needed column (every row needs {list(needed)})."
         )

@@ -1,7 +1,8 @@
 """What the three evaluators share: input validation, encoding with a model, CSV rows, the call flow.
 
 Written once here; :mod:`.knn`, :mod:`.clustering` and :mod:`.query_key` only add their metric. Labels are encoded by
-the project's one label encoder, :func:`sbert_align.data.labels.encode_label_lists`.
+the project's one label encoder, :func:`sbert_align.data.labels.encode_label_lists`; empty texts are found by the
+data's one rule, :func:`sbert_align.data.find_empty_texts`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from torch import Tensor
+
+from ..data import find_empty_texts
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -38,7 +41,8 @@ def check_inputs(inputs: Any, name: str, allow_empty_texts: bool = False) -> lis
 
     Raises:
         ValueError: None, a single string, something that is not a sequence, an empty list, or empty or
-            whitespace-only texts (the message names the argument, how many there are and the first one's index).
+            whitespace-only texts (:func:`sbert_align.data.find_empty_texts`; the message names the argument, how many
+            there are and the first one's index); with ``allow_empty_texts``, a ``None`` item (naming its index).
 
     Example:
         ::
@@ -57,8 +61,11 @@ def check_inputs(inputs: Any, name: str, allow_empty_texts: bool = False) -> lis
         raise ValueError(f"{name} must be a list of texts, got {type(inputs).__name__}.") from None
     if len(items) == 0:
         raise ValueError(f"{name} is empty: it must hold at least one text.")
-    empty = [i for i, item in enumerate(items) if item is None or (isinstance(item, str) and not item.strip())]
-    if empty and not (allow_empty_texts and all(item is not None for item in items)):
+    empty = find_empty_texts(items)
+    none = next((i for i in empty if items[i] is None), None)
+    if none is not None:
+        raise ValueError(f"{name} holds None at index {none}; None is not a text.")
+    if empty and not allow_empty_texts:
         raise ValueError(
             f"{name} holds {len(empty)} empty or whitespace-only text{'s' if len(empty) != 1 else ''} (the first at "
             f"index {empty[0]}); an empty text has no meaning to embed. Remove them (with their labels), or pass "

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import Tensor
 
-from ..data.labels import encode_label_lists, warn_unseen_labels
+from ..data.labels import check_unseen_labels, encode_label_lists
 from ..kernels import similarity_topk
 from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length
 
@@ -246,15 +246,13 @@ def knn_metrics(
 
 def _warn_unseen_queries(query_ids: np.ndarray, reference_ids: np.ndarray, classes: np.ndarray) -> None:
     """Warn (:class:`~sbert_align.data.UnseenLabelWarning`) when query labels never occur among the references."""
-    unseen = np.setdiff1d(query_ids, reference_ids)
-    if len(unseen):
-        warn_unseen_labels(
-            [classes[i] for i in unseen],
-            held_out="query_labels",
-            seen="reference_labels",
-            count=int(np.isin(query_ids, unseen).sum()),
-            stacklevel=4,
-        )
+    check_unseen_labels(
+        classes[query_ids],
+        classes[np.unique(reference_ids)],
+        held_out="query_labels",
+        seen="reference_labels",
+        stacklevel=4,
+    )
 
 
 def _scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
