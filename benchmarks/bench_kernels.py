@@ -34,10 +34,10 @@ import sys
 import time
 from pathlib import Path
 
-from sbert_align.files import atomic_write_text
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from sbert_align.files import atomic_write_text  # noqa: E402
 
 OBJECTIVES = {"supcon": {"temperature": 0.1}, "cosine_target": {"t_neg": 0.0}, "margin": {"margin": 0.5}}
 N_CLASSES = 64

@@ -10,7 +10,9 @@ whatever was at the target before is left exactly as it was.
 * :func:`atomic_path`: a temporary path for anything that insists on writing a path itself (matplotlib's
   ``savefig``, a library's ``save(path)``).
 * :func:`atomic_dir`: a whole folder (a saved model): built under a temporary sibling name, then swapped in so that
-  the old folder is replaced whole, never merged with the new one.
+  the old folder is replaced whole, never merged with the new one. On Linux the swap is one atomic exchange
+  (``renameat2(RENAME_EXCHANGE)``); elsewhere two renames, and a folder left aside by a swap that was killed between
+  them is put back by the next :func:`atomic_dir` / :func:`replace_dir` of the same path.
 * :func:`staged_files`: a folder of *several independent* files (a result cache): written under a temporary
   sibling, then moved in file by file, each replacing its namesake atomically while other files stay.
 
@@ -27,11 +29,16 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import functools
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -222,13 +229,91 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None =
     return atomic_write_text(path, text)
 
 
+#: ``renameat2`` flag: swap the two names atomically (both must exist); from ``<linux/fs.h>``
+_RENAME_EXCHANGE = 2
+#: ``*at`` calls: a relative path is relative to the current folder
+_AT_FDCWD = -100
+#: errors of ``renameat2(RENAME_EXCHANGE)`` meaning "not here" (old kernel, a file system or sandbox that refuses):
+#: nothing was changed, so the two-rename scheme is used instead (and raises the real error if there is one)
+_EXCHANGE_UNSUPPORTED = frozenset(
+    {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM, errno.EXDEV}
+)
+#: suffix of the old folder while the two-rename scheme has it aside (restored when found alone, target missing)
+_ASIDE = TEMP_MARK + ".old"
+#: suffix of an old folder that is being deleted after a successful swap (never restored: it may be half deleted)
+_TRASH = TEMP_MARK + ".trash"
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """glibc's (>= 2.28) or musl's ``renameat2``, or ``None`` off Linux / with an older C library."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` in one atomic step; ``False`` (nothing changed) where that is unavailable."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in _EXCHANGE_UNSUPPORTED:
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _sibling_name(path: Path, suffix: str) -> Path:
+    """A fresh, unused name ``.<name>.<random><suffix>`` next to ``path`` (nothing is created there)."""
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix))
+    os.rmdir(tmp)
+    return tmp
+
+
+def _remove(path: Path) -> None:
+    """Delete a replaced folder, or the link that stood for it (``rmtree`` refuses links), ignoring errors."""
+    if path.is_symlink():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _restore_aside(path: Path) -> None:
+    """Put back the folder a killed two-rename swap left aside, when ``path`` is missing and exactly one is there."""
+    if path.exists() or path.is_symlink() or not path.parent.is_dir():
+        return
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[^.]+" + re.escape(_ASIDE))
+    aside = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
+    if len(aside) != 1:  # none, or several: which one was the folder is not known, leave them to the user
+        return
+    os.rename(aside[0], path)
+    _fsync_dir(path.parent)
+    warnings.warn(
+        f"{str(path)!r} was missing and {aside[0].name!r} (left aside by an interrupted replacement) was put back.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Move the folder ``src`` to ``dst``, replacing a folder already at ``dst`` whole (never merging the two).
 
-    ``src`` must be on the same file system as ``dst`` (a sibling). The old ``dst`` is first renamed aside, then
-    ``src`` is renamed onto ``dst``, then the old folder is deleted; if the second rename fails (or is interrupted),
-    the old folder is put back. Between the two renames ``dst`` is briefly absent: POSIX has no portable atomic
-    exchange of two folders.
+    ``src`` must be on the same file system as ``dst`` (a sibling). On Linux (glibc >= 2.28) the two folders are
+    exchanged in one atomic step (``renameat2(RENAME_EXCHANGE)``), so ``dst`` is never absent: a reader or a kill sees
+    the old folder or the new one; the old one, now at ``src``, is then deleted. Where the exchange is unavailable
+    (another OS, an older C library or kernel, a file system that refuses), the old ``dst`` is renamed aside to
+    ``.<name>.<random>.tmp.old``, then ``src`` is renamed onto ``dst``; if the second rename fails the old folder is
+    put back. A process killed between those two renames leaves ``dst`` missing and the old folder aside: the next
+    :func:`replace_dir` or :func:`atomic_dir` of ``dst`` puts it back first (with a ``RuntimeWarning``), when it is
+    the only such leftover.
 
     Args:
         src: the new folder.
@@ -249,14 +334,18 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise NotADirectoryError(f"src: {str(src)!r} is not a folder.")
+    _restore_aside(dst)
     if dst.exists() and not dst.is_dir():
         raise FileExistsError(f"{str(dst)!r} exists and is not a folder; remove it first.")
     if not dst.exists() and not dst.is_symlink():
         os.rename(src, dst)
         _fsync_dir(dst.parent)
         return dst
-    old = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=TEMP_MARK + ".old"))
-    os.rmdir(old)
+    if _exchange(src, dst):
+        _fsync_dir(dst.parent)
+        _remove(src)  # the old folder, now under the temporary name
+        return dst
+    old = _sibling_name(dst, _ASIDE)
     os.rename(dst, old)
     try:
         os.rename(src, dst)
@@ -264,7 +353,12 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         os.rename(old, dst)
         raise
     _fsync_dir(dst.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    trash = _sibling_name(dst, _TRASH)
+    try:
+        os.rename(old, trash)  # a half-deleted folder must never look like one to restore
+    except OSError:
+        trash = old
+    _remove(trash)
     return dst
 
 
@@ -273,8 +367,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """An empty temporary sibling folder of ``path``; on a clean exit it replaces ``path`` whole.
 
     Everything written under the yielded folder is flushed to disk, then the folder is swapped in with
-    :func:`replace_dir`: files of an earlier ``path`` that the new one lacks are gone, none are merged. On an
-    exception the temporary folder is deleted and ``path`` is untouched.
+    :func:`replace_dir` (atomically on Linux): files of an earlier ``path`` that the new one lacks are gone, none are
+    merged. On an exception the temporary folder is deleted and ``path`` is untouched. When ``path`` is missing but
+    an earlier swap was killed half-way (its old folder lies aside as ``.<name>.<random>.tmp.old``, alone), that
+    folder is put back first.
 
     Args:
         path: the folder to (re)create.
@@ -295,6 +391,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             model.save(str(tmp))
     """
     path = _prepare(path)
+    _restore_aside(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{str(path)!r} exists and is not a folder; remove it first.")
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_MARK))

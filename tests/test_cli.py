@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 
 import numpy as np
@@ -63,7 +64,7 @@ def _run(capsys, argv):
 
 def _assert_one_line_error(err: str, *fragments: str):
     lines = [line for line in err.strip().splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith(("Loading weights", "[sbert-align]"))]
+    lines = [line for line in lines if not line.startswith(("Loading weights", "Computing widget", "[sbert-align]"))]
     assert len(lines) == 1, err
     assert lines[0].startswith("sbert-align: error:") and "Traceback" not in err
     for f in fragments:
@@ -400,6 +401,82 @@ def test_interrupted_compare_keeps_the_earlier_complete_run(capsys, tmp_path, mo
     assert json.loads((out / "frozen_knn.json").read_text())["complete"] is True
 
 
+def test_compare_does_not_reuse_rows_of_a_model_folder_changed_since(capsys, tmp_path, monkeypatch, toy_dir):
+    from conftest import build_tiny_model_dir
+
+    from sbert_align.cli import compare as compare_module
+    from sbert_align.cli.models import model_fingerprint
+
+    a, b = build_tiny_model_dir(tmp_path / "a", seed=0), build_tiny_model_dir(tmp_path / "b", seed=1)
+    out = tmp_path / "cmp"
+    argv = ["compare", "--models", str(a), str(b), "--data", str(toy_dir), "--pooling", "mean", "--k", "3"]
+    argv += ["--out", str(out), "--quiet"]
+    real, calls = compare_module.frozen_embeddings, []
+
+    def interrupted_on_the_second_model(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "frozen_embeddings", interrupted_on_the_second_model)
+    code, _, err = _run(capsys, argv)
+    assert code == 130, err
+    partial = json.loads((out / "frozen_knn.partial.json").read_text())
+    assert partial["fingerprints"] == {str(a): model_fingerprint(str(a))} and partial["models_done"] == [str(a)]
+
+    build_tiny_model_dir(a, seed=2)  # a retrained into the same folder before the rerun
+    assert model_fingerprint(str(a)) != partial["fingerprints"][str(a)]
+    calls.clear()
+    monkeypatch.setattr(compare_module, "frozen_embeddings", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    code, _, err = _run(capsys, argv)
+    assert code == 0, err
+    assert len(calls) == 2 and "reusing" not in err  # both encoded: a's recorded rows are stale
+    assert not (out / "frozen_knn.partial.json").exists()
+
+    assert model_fingerprint("minilm-l6") is None and model_fingerprint("org/some-hub-model") is None
+    before = model_fingerprint(str(b))
+    assert model_fingerprint(str(b)) == before  # stable while nothing changes
+    os.utime(b / "model.safetensors", ns=(1, 1))
+    assert model_fingerprint(str(b)) != before
+
+
+def test_the_compare_json_is_renamed_last_and_marks_a_complete_set(tmp_path, monkeypatch):
+    from sbert_align import files
+    from sbert_align.cli.reports import compare_paths, write_compare_report
+
+    rows = [{"model": "m", "pooling": "mean", "data": "d", "accuracy": 0.5, "n_train": 4, "n_test": 2}]
+    paths = compare_paths(tmp_path, "r")
+    real_replace, order = os.replace, []
+
+    def recording(src, dst):
+        if not os.path.basename(dst).startswith("."):  # not the chart's own atomic write of its temporary file
+            order.append(os.path.basename(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", recording)
+    write_compare_report(rows, tmp_path, "r", k=3, seconds=1.0, settings={"run": 1})
+    assert order == ["r.md", "r.csv", "r.png", "r.json"]
+    first = {kind: paths[kind].read_bytes() for kind in ("md", "csv", "png", "json")}
+
+    def failing_on_the_csv(src, dst):
+        if str(dst).endswith(".csv"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", failing_on_the_csv)
+    rows2 = [{**rows[0], "accuracy": 0.75}]
+    with pytest.raises(OSError, match="disk full"):
+        write_compare_report(rows2, tmp_path, "r", k=3, seconds=1.0, settings={"run": 2})
+    # the Markdown is new, the CSV and the chart are the earlier ones: no JSON marks this mix as a complete set
+    assert not paths["json"].exists()
+    assert paths["md"].read_bytes() != first["md"] and paths["csv"].read_bytes() == first["csv"]
+    assert paths["png"].read_bytes() == first["png"] and _leftovers(tmp_path) == []
+    monkeypatch.undo()
+    write_compare_report(rows2, tmp_path, "r", k=3, seconds=1.0, settings={"run": 2})
+    assert json.loads(paths["json"].read_text())["rows"][0]["accuracy"] == 0.75
+
+
 def test_train_refuses_a_non_empty_out_unless_overwrite(capsys, tmp_path, tiny_model_dir, toy_dir):
     out = tmp_path / "run"
     (out / "model").mkdir(parents=True)
@@ -417,20 +494,46 @@ def test_train_refuses_a_non_empty_out_unless_overwrite(capsys, tmp_path, tiny_m
     assert not (out / "model" / "stale_weights.bin").exists()  # replaced whole, not merged
     assert (out / "model" / "modules.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["loss"] == "all-negatives"
-    assert not (out / "checkpoints").exists() and _leftovers(tmp_path) == []
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model", "training_curve.png"]  # no scratch
+    assert _leftovers(tmp_path) == []
     code, _, err = _run(capsys, [*argv[:-3], "--out", str(out / "metrics.json")])
     assert code == 1
     _assert_one_line_error(err, "is a file")
 
 
-def test_demo_uses_the_typed_train_function(monkeypatch, tmp_path):
+def test_demo_uses_the_typed_train_function(monkeypatch, tmp_path, tiny_model_dir, toy_dir):
     from sbert_align.cli import demo as demo_module
-    from sbert_align.cli.train import TrainConfig
+    from sbert_align.cli.train import TrainConfig, TrainResult
 
-    args = cli.build_parser().parse_args(["demo", "--out", str(tmp_path / "d"), "--eval-steps", "3", "--seed", "4"])
-    config = demo_module.demo_config(args)
-    assert isinstance(config, TrainConfig)
-    assert (config.loss, config.memory_size, config.eval_steps, config.seed) == ("class-alignment", 2048, 3, 4)
+    seen: list[TrainConfig] = []
+
+    def fake_train(config, log=print):
+        seen.append(config)
+        model = cli.load_model(str(tiny_model_dir), device="cpu")
+        metrics = {
+            "primary_metric": "test_accuracy",
+            "before": {"test_accuracy": 0.25},
+            "after": {"test_accuracy": 0.5},
+        }
+        return TrainResult(metrics=metrics, model=model, data=load_splits(toy_dir), out=config.out)
+
+    monkeypatch.setattr(demo_module, "train", fake_train)
+    base = ["demo", "--model", str(tiny_model_dir), "--data", str(toy_dir), "--projection", "pca", "--quiet"]
+    assert cli.main([*base, "--out", str(tmp_path / "d"), "--seed", "4"]) == 0
+    assert cli.main([*base, "--out", str(tmp_path / "e"), "--eval-steps", "3", "--memory-size", "16"]) == 0
+    assert [type(c) for c in seen] == [TrainConfig, TrainConfig]
+    first, second = seen
+    assert (first.model, first.data, first.loss, first.out) == (
+        str(tiny_model_dir),
+        str(toy_dir),
+        "class-alignment",
+        str(tmp_path / "d"),
+    )
+    assert (first.memory_size, first.seed, first.eval_steps, first.evals_per_epoch) == (2048, 4, None, 2)
+    assert (second.memory_size, second.eval_steps, second.evals_per_epoch) == (16, 3, None)
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["after"]["test_accuracy"] == 0.5
+    assert "| test_accuracy | 0.2500 | 0.5000 | 0.2500 |" in (tmp_path / "d" / "before_after.md").read_text()
+
     train_args = cli.build_parser().parse_args(
         ["train", "--model", "m", "--data", "d", "--loss", "all-negatives", "--out", "o", "--text-column", "q"]
     )
@@ -439,6 +542,60 @@ def test_demo_uses_the_typed_train_function(monkeypatch, tmp_path):
         TrainConfig(model="m", data="d", loss="softmax", out="o")
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(model="m", data="d", loss="all-negatives", out="o", epochs=0)
+    with pytest.raises(ValueError, match="evals_per_epoch"):
+        TrainConfig(model="m", data="d", loss="all-negatives", out="o", eval_steps=3, evals_per_epoch=2)
+
+
+def test_evals_per_epoch_loads_the_data_once(capsys, monkeypatch, tmp_path, tiny_model_dir, toy_dir):
+    from sbert_align.cli import train as train_module
+
+    real, loads = train_module.load_data, []
+    monkeypatch.setattr(train_module, "load_data", lambda *a, **kw: loads.append(a) or real(*a, **kw))
+    config = train_module.TrainConfig(
+        model=str(tiny_model_dir),
+        data=str(toy_dir),
+        loss="all-negatives",
+        out=tmp_path / "run",
+        batch_size=16,
+        evals_per_epoch=2,
+        quiet=True,
+    )
+    res = train_module.train(config, log=lambda msg: None)
+    assert len(loads) == 1
+    assert [s for s, _ in res.metrics["eval_curve"]] == [0, 2, 4]  # 72 texts / 16 = 4 steps, evaluated every 2
+
+
+def test_train_refuses_an_out_filled_while_it_trained(capsys, monkeypatch, tmp_path, tiny_model_dir, toy_dir):
+    from sentence_transformers import SentenceTransformerTrainer
+
+    out = tmp_path / "run"
+    real_train = SentenceTransformerTrainer.train
+
+    def another_run_writes_meanwhile(self, *args, **kwargs):
+        (out / "model").mkdir(parents=True)
+        (out / "model" / "weights.bin").write_bytes(b"the other run's model")
+        (out / "metrics.json").write_text('{"other": true}')
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformerTrainer, "train", another_run_writes_meanwhile)
+    argv = ["train", "--model", str(tiny_model_dir), "--data", str(toy_dir), "--loss", "all-negatives"]
+    code, _, err = _run(capsys, [*argv, "--epochs", "1", "--batch-size", "16", "--out", str(out), "--quiet"])
+    assert code == 1
+    _assert_one_line_error(err, "not empty", "--overwrite", "written there while this run trained")
+    assert _snapshot(out) == {"metrics.json": b'{"other": true}', "model/weights.bin": b"the other run's model"}
+    assert _leftovers(tmp_path) == []
+
+
+def test_annealed_pair_needs_labels_named_0_and_1(capsys, tmp_path, tiny_model_dir):
+    folder = tmp_path / "pairs12"
+    folder.mkdir()
+    for split in ("train", "test"):  # 2 = a matching pair, 1 = not: id 1 would be "2" for the loss
+        _write(folder / f"{split}.csv", ["text1", "text2", "label"], [("city", "city", 2), ("city", "money", 1)] * 6)
+    argv = ["train", "--model", str(tiny_model_dir), "--data", str(folder), "--loss", "annealed-pair"]
+    code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "o")])
+    assert code == 1
+    _assert_one_line_error(err, "annealed-pair needs (text1, text2, label 0/1) pairs", "'1', '2'", "map them to 0/1")
+    assert not (tmp_path / "o").exists()
 
 
 def test_score_pairs_are_evaluated_by_correlation(capsys, tmp_path, tiny_model_dir, score_dir, tiny_model):

@@ -137,11 +137,84 @@ def test_atomic_dir_refuses_a_file_in_the_way(tmp_path):
     assert (tmp_path / "model").read_text() == "a file" and _leftovers(tmp_path) == []
 
 
-def test_replace_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monkeypatch):
-    old, new = tmp_path / "model", tmp_path / ".model.new"
-    _old_model(old)
+def _exchange_works_in(folder) -> bool:
+    """Whether ``renameat2(RENAME_EXCHANGE)`` is available for folders under ``folder`` (Linux, a file system that
+    supports it)."""
+    a, b = folder / "probe_a", folder / "probe_b"
+    a.mkdir()
+    b.mkdir()
+    try:
+        return files._exchange(a, b)
+    finally:
+        os.rmdir(a)
+        os.rmdir(b)
+
+
+def _refusing_renameat2(code):
+    """A stand-in for libc's ``renameat2`` that fails with ``code``, as an old kernel or a file system would."""
+    import ctypes
+
+    def renameat2(*args):
+        ctypes.set_errno(code)
+        return -1
+
+    return lambda: renameat2
+
+
+def _new_folder(tmp_path):
+    new = tmp_path / ".model.new"
     new.mkdir()
     (new / "weights.bin").write_bytes(b"new")
+    return new
+
+
+def test_replace_dir_exchanges_the_folders_in_one_step(tmp_path, monkeypatch):
+    if not _exchange_works_in(tmp_path):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
+    old, new = tmp_path / "model", _new_folder(tmp_path)
+    _old_model(old)
+
+    def no_rename(*args):
+        raise AssertionError("the exchange path must not rename the target aside")
+
+    monkeypatch.setattr(files.os, "rename", no_rename)
+    assert replace_dir(new, old) == old
+    monkeypatch.undo()
+    assert _snapshot(old) == {"weights.bin": b"new"} and not new.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+@pytest.mark.parametrize("refusal", ["EINVAL", "ENOSYS", "EOPNOTSUPP", "unavailable"])
+def test_replace_dir_falls_back_to_two_renames_where_the_exchange_is_refused(tmp_path, monkeypatch, refusal):
+    import errno
+
+    old, new = tmp_path / "model", _new_folder(tmp_path)
+    _old_model(old)
+    fake = (lambda: None) if refusal == "unavailable" else _refusing_renameat2(getattr(errno, refusal))
+    monkeypatch.setattr(files, "_renameat2", fake)
+    real_rename, calls = os.rename, []
+    monkeypatch.setattr(files.os, "rename", lambda a, b: calls.append((a, b)) or real_rename(a, b))
+    replace_dir(new, old)
+    monkeypatch.undo()
+    assert len(calls) == 3  # target aside, new folder in, old folder to the trash name
+    assert _snapshot(old) == {"weights.bin": b"new"} and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_replace_dir_raises_other_exchange_errors_and_changes_nothing(tmp_path, monkeypatch):
+    import errno
+
+    old, new = tmp_path / "model", _new_folder(tmp_path)
+    _old_model(old)
+    before = _snapshot(old)
+    monkeypatch.setattr(files, "_renameat2", _refusing_renameat2(errno.EACCES))
+    with pytest.raises(PermissionError):
+        replace_dir(new, old)
+    assert _snapshot(old) == before and (new / "weights.bin").read_bytes() == b"new"
+
+
+def test_replace_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monkeypatch):
+    old, new = tmp_path / "model", _new_folder(tmp_path)
+    _old_model(old)
     before = _snapshot(old)
     real_rename = os.rename
     calls = []
@@ -152,12 +225,87 @@ def test_replace_dir_puts_the_old_folder_back_when_the_swap_fails(tmp_path, monk
             raise OSError("disk on fire")
         return real_rename(src, dst)
 
+    monkeypatch.setattr(files, "_renameat2", lambda: None)  # the two-rename scheme
     monkeypatch.setattr(files.os, "rename", flaky)
     with pytest.raises(OSError, match="disk on fire"):
         replace_dir(new, old)
     monkeypatch.undo()
     assert _snapshot(old) == before and (new / "weights.bin").read_bytes() == b"new"
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+@pytest.mark.parametrize("exchange", [True, False])
+def test_replace_dir_replaces_a_link_not_the_folder_it_points_to(tmp_path, monkeypatch, exchange):
+    target = tmp_path / "elsewhere"
+    _old_model(target)
+    before = _snapshot(target)
+    link, new = tmp_path / "model", _new_folder(tmp_path)
+    link.symlink_to(target, target_is_directory=True)
+    if not exchange:
+        monkeypatch.setattr(files, "_renameat2", lambda: None)
+    replace_dir(new, link)
+    assert not link.is_symlink() and _snapshot(link) == {"weights.bin": b"new"}
+    assert _snapshot(target) == before and sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "model"]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, not even the restoring rename."""
+
+
+def _killed_between_the_renames(tmp_path, monkeypatch):
+    """The state a two-rename swap leaves when killed between its renames: no ``model``, the old one aside."""
+    old, new = tmp_path / "model", _new_folder(tmp_path)
+    _old_model(old)
+    before = _snapshot(old)
+    real_rename, calls = os.rename, []
+
+    def killed(src, dst):
+        calls.append(1)
+        if len(calls) >= 2:
+            raise Killed
+        return real_rename(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(files, "_renameat2", lambda: None)
+        m.setattr(files.os, "rename", killed)
+        with pytest.raises(Killed):
+            replace_dir(new, old)
+    assert not old.exists()
+    aside = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp.old")]
+    assert len(aside) == 1 and aside[0].startswith(".model.")
+    return old, new, before
+
+
+def test_atomic_dir_restores_a_folder_left_aside_by_a_killed_swap(tmp_path, monkeypatch):
+    model, new, before = _killed_between_the_renames(tmp_path, monkeypatch)
+    with pytest.warns(RuntimeWarning, match="put back"), pytest.raises(Boom), atomic_dir(model):
+        raise Boom  # even when the new build fails, the user's folder is back
+    assert _snapshot(model) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.new", "model"]
+
+    (tmp_path / "again").mkdir()
+    model, new, before = _killed_between_the_renames(tmp_path / "again", monkeypatch)
+    with pytest.warns(RuntimeWarning, match="put back"):
+        replace_dir(new, model)  # restored first, then replaced whole by the new folder
+    assert _snapshot(model) == {"weights.bin": b"new"} and _leftovers(tmp_path / "again") == []
+
+
+def test_only_a_lone_aside_folder_of_that_name_is_restored(tmp_path):
+    model = tmp_path / "model"
+    for name in (".model.abc.tmp.trash", ".model.v2.abc12345.tmp.old", ".other.abc12345.tmp.old"):
+        (tmp_path / name).mkdir()  # half deleted, another folder's, another folder's
+    with atomic_dir(model) as tmp:
+        (tmp / "a").write_text("a")
+    assert _snapshot(model) == {"a": b"a"} and not any(p.name.startswith(".model.") for p in model.iterdir())
+    assert (tmp_path / ".model.abc.tmp.trash").is_dir() and (tmp_path / ".model.v2.abc12345.tmp.old").is_dir()
+    # two candidates: which one was the folder is unknown, so neither is touched
+    for name in (".y.aaa.tmp.old", ".y.bbb.tmp.old"):
+        (tmp_path / name).mkdir()
+    with atomic_dir(tmp_path / "y") as tmp:
+        (tmp / "b").write_text("b")
+    assert _snapshot(tmp_path / "y") == {"b": b"b"}
+    assert (tmp_path / ".y.aaa.tmp.old").is_dir() and (tmp_path / ".y.bbb.tmp.old").is_dir()
 
 
 def test_staged_files_merge_file_by_file_and_only_on_success(tmp_path):

@@ -1,9 +1,11 @@
 """``sbert-align compare``: kNN accuracy of frozen encoders under several poolings, on several data sets.
 
 Every model gets a unique label (:func:`~sbert_align.cli.models.model_labels`), so two folders both named ``model``
-are two rows, never one. Outputs (``<name>.md``, ``.csv``, ``.json``, ``.png``) are written together and only once
-the run is complete; after each model, ``<name>.partial.json`` records the finished ones (``"complete": false``),
-and rerunning the same command after an interruption reuses them (``--no-resume`` starts over).
+are two rows, never one. Outputs (``<name>.md``, ``.csv``, ``.png``, ``.json``) are written only once the run is
+complete, the JSON last as the marker of a complete set (:func:`~sbert_align.cli.reports.write_compare_report`);
+after each model, ``<name>.partial.json`` records the finished ones (``"complete": false``) with a fingerprint of
+each local model folder (:func:`~sbert_align.cli.models.model_fingerprint`), and rerunning the same command after an
+interruption reuses them, except for folders that changed since (``--no-resume`` starts over).
 
 Example::
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import CLIError, DataOptions, Log, load_data
-from .models import load_model, model_labels
+from .models import load_model, model_fingerprint, model_labels
 from .pooling import POOLINGS, frozen_embeddings
 from .reports import compare_paths, read_compare_partial, write_compare_partial, write_compare_report
 
@@ -136,19 +138,23 @@ def compare_settings(args: Any) -> dict[str, Any]:
 def run_compare(args: Any, log: Log = print) -> list[dict[str, Any]]:
     """``sbert-align compare``: kNN accuracy of frozen encoders under several poolings; writes a Markdown table,
     CSV, JSON and a bar chart under ``--out`` once every model is done (earlier outputs stay until then), and
-    ``<name>.partial.json`` after each model, which a rerun of the same command reuses."""
+    ``<name>.partial.json`` after each model, which a rerun of the same command reuses (for each local model
+    folder, only while its fingerprint is unchanged)."""
     t0 = time.perf_counter()
     out, stem = Path(args.out), args.name
     settings = compare_settings(args)
     paths = compare_paths(out, stem)
-    reuse = {} if args.no_resume else read_compare_partial(out, stem, settings)
+    fingerprints = {m: model_fingerprint(m) for m in args.models}  # before any model is loaded
+    reuse = {} if args.no_resume else read_compare_partial(out, stem, settings, fingerprints)
     reuse = {m: rows for m, rows in reuse.items() if m in args.models}
     if reuse:
         log(f"found {paths['partial']}: reusing {len(reuse)} finished model(s) (--no-resume starts over)")
 
     def record(rows: list[dict[str, Any]]) -> None:
         done = list(dict.fromkeys(r["model_path"] for r in rows))
-        write_compare_partial(rows, out, stem, models=args.models, models_done=done, settings=settings)
+        write_compare_partial(
+            rows, out, stem, models=args.models, models_done=done, settings=settings, fingerprints=fingerprints
+        )
 
     try:
         rows = compare_frozen(

@@ -13,18 +13,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import Log, load_data
+from ..files import atomic_write_json, atomic_write_text
+from .common import Log
 from .models import load_model, model_label
-from .reports import markdown_table, write_json, write_text
+from .reports import markdown_table
 from .train import TrainConfig, check_out_folder, train
 
 __all__ = ["demo_config", "run_demo"]
 
 
-def demo_config(args: Any, log: Log = print) -> TrainConfig:
+def demo_config(args: Any) -> TrainConfig:
     """The :class:`~sbert_align.cli.train.TrainConfig` of a parsed ``sbert-align demo`` command line.
 
-    ``eval_steps`` defaults to twice per epoch: a training curve with a mid-epoch point, at one extra encoding.
+    Without ``--eval-steps`` the run evaluates twice per epoch (``evals_per_epoch=2``): a training curve with a
+    mid-epoch point, at one extra encoding; :func:`~sbert_align.cli.train.train` turns that into steps once it has
+    loaded the data (the data is loaded once).
 
     Example::
 
@@ -34,10 +37,6 @@ def demo_config(args: Any, log: Log = print) -> TrainConfig:
         cfg = demo_config(build_parser().parse_args(["demo", "--max-train-samples", "512"]))
         cfg.loss                                         # 'class-alignment'
     """
-    eval_steps = args.eval_steps
-    if eval_steps is None:
-        n_train = len(load_data(args.data, max_train=args.max_train_samples, seed=args.seed).labels("train"))
-        eval_steps = max(1, n_train // args.batch_size // 2)
     return TrainConfig(
         model=args.model,
         data=args.data,
@@ -49,7 +48,8 @@ def demo_config(args: Any, log: Log = print) -> TrainConfig:
         batch_size=args.batch_size,
         lr=args.lr,
         k=args.k,
-        eval_steps=eval_steps,
+        eval_steps=args.eval_steps,
+        evals_per_epoch=2 if args.eval_steps is None else None,
         max_train_samples=args.max_train_samples,
         seed=args.seed,
         quiet=args.quiet,
@@ -64,7 +64,7 @@ def run_demo(args: Any, log: Log = print) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     out = check_out_folder(args.out, args.overwrite)
-    config = demo_config(args, log=log)
+    config = demo_config(args)
     before_model = load_model(args.model)
     res = train(config, log=log)
     m, data, model = res.metrics, res.data, res.model
@@ -96,9 +96,9 @@ def run_demo(args: Any, log: Log = print) -> dict[str, Any]:
         f"{args.batch_size}, lr {args.lr}, seed {args.seed}. kNN: k={args.k}, train as references, test as queries.\n\n"
         f"{table}\n\nWall time {seconds:.0f} s.\n"
     )
-    write_text(Path(out) / "before_after.md", md)
+    atomic_write_text(Path(out) / "before_after.md", md)
     m["demo_seconds"] = round(seconds, 1)
-    write_json(Path(out) / "metrics.json", m)
+    atomic_write_json(Path(out) / "metrics.json", m)
     print(table)
     log(f"demo finished in {seconds:.0f} s; outputs in {out}/ (before_after.md, metrics.json, embedding_map.png, "
         "training_curve.png, model/)")  # fmt: skip

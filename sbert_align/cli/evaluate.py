@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..data import SplitSet, train_validation_split
+from ..files import atomic_write_json
 from .common import CLIError, DataOptions, Log, is_score_pairs, load_data, numeric_labels, positive_pairs
 from .models import load_model
-from .reports import markdown_table, write_json
+from .reports import markdown_table
 
 __all__ = ["METRICS", "default_metrics", "check_metrics", "make_evaluator", "evaluate_data", "run_evaluate"]
 
@@ -236,6 +237,6 @@ def run_evaluate(args: Any, log: Log = print) -> dict[str, Any]:
     if not rows:
         raise CLIError("nothing to evaluate: give --data and/or --mteb.")
     print(markdown_table(["data / task", "metric set", "metric", "value"], rows))
-    out = write_json(Path(args.out), results)
+    out = atomic_write_json(Path(args.out), results)
     log(f"wrote {out}")
     return results

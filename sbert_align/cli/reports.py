@@ -1,10 +1,12 @@
 """What the commands write: Markdown tables, JSON, CSV and charts, every file atomically (see
 :mod:`sbert_align.files`).
 
-``compare`` writes its four outputs (``<stem>.md``, ``.csv``, ``.json``, ``.png``) only for a complete run, and
-together: each is built under a temporary name and all four are renamed into place at the end. While it runs, each
-finished model is recorded in ``<stem>.partial.json`` (``"complete": false``), which a rerun with the same settings
-reuses and a complete run deletes. An interrupted run thus never touches the outputs of an earlier complete one.
+``compare`` writes its four outputs (``<stem>.md``, ``.csv``, ``.png``, ``.json``) only for a complete run: all four
+are built under temporary names first, then renamed into place one by one, the JSON last: ``<stem>.json`` is the
+commit marker of the set (see :func:`write_compare_report`). While it runs, each finished model is recorded in
+``<stem>.partial.json`` (``"complete": false``, with a fingerprint of each local model folder), which a rerun with the
+same settings reuses for the models whose folders are unchanged, and a complete run deletes. An interrupted run thus
+never touches the outputs of an earlier complete one.
 
 Example::
 
@@ -22,7 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_path, atomic_write_json, atomic_write_text
+from ..files import atomic_path, atomic_write_json
 
 __all__ = [
     "markdown_table",
@@ -30,8 +32,6 @@ __all__ = [
     "write_compare_report",
     "write_compare_partial",
     "read_compare_partial",
-    "write_json",
-    "write_text",
 ]
 
 
@@ -93,11 +93,22 @@ def _compare_markdown(rows: Sequence[Mapping[str, Any]], k: int, seconds: float)
 def write_compare_report(
     rows: Sequence[Mapping[str, Any]], out: str | Path, stem: str, *, k: int, seconds: float, settings: Mapping
 ) -> dict[str, Path]:
-    """Write the complete outputs of ``compare`` (Markdown table, CSV, JSON with ``"complete": true``, bar chart).
+    """Write the complete outputs of ``compare`` (Markdown table, CSV, bar chart, JSON with ``"complete": true``).
 
-    All four files are built under temporary names first and renamed into place together at the end; an exception
-    before then (Ctrl-C included) leaves earlier outputs as they were. The progress record ``<stem>.partial.json``
-    is deleted afterwards.
+    What is guaranteed:
+
+    * Each file is atomic: a reader sees an earlier version or the new one, never a half-written file.
+    * All four are built under temporary names first; an exception while building them (Ctrl-C included) leaves the
+      earlier outputs exactly as they were.
+    * ``<stem>.json`` is the commit marker of the set. Once everything is built, the earlier JSON is deleted, then
+      the Markdown, CSV and PNG are renamed into place, and the new JSON is renamed in last, only after the three
+      others. So whenever ``<stem>.json`` exists, the other three files beside it are the ones it describes (its
+      ``rows``); a run killed or failing during the renames can leave a mix of new and earlier Markdown / CSV / PNG,
+      but then without a JSON, which marks the set as incomplete (the rerun that rewrites it reuses every row from
+      ``<stem>.partial.json``).
+    * The four files are *not* replaced as one atomic group (no file system offers that for separate files).
+
+    The progress record ``<stem>.partial.json`` is deleted once the JSON is in place.
 
     Args:
         rows: one dict per (model, pooling, dataset) with at least ``model``, ``pooling``, ``data``, ``accuracy``,
@@ -132,15 +143,19 @@ def write_compare_report(
     values = {d: {f"{m} / {p}": acc[(m, p, d)] for m, p in series if (m, p, d) in acc} for d in datasets}
     fields = list(dict.fromkeys(f for r in rows for f in r))
     record = {"complete": True, "k": k, "seconds": round(seconds, 1), "settings": dict(settings), "rows": list(rows)}
-    with ExitStack() as stack:  # every file under a temporary name; all four renamed into place on exit
-        tmp = {kind: stack.enter_context(atomic_path(paths[kind])) for kind in ("png", "csv", "json", "md")}
+    json_text = json.dumps(record, indent=2, default=str) + "\n"
+    # ExitStack leaves the contexts in reverse order of entry: entering the JSON first makes its rename the last one,
+    # and a failing rename makes every context left after it delete its temporary file instead (so no new JSON).
+    with ExitStack() as stack:
+        tmp = {kind: stack.enter_context(atomic_path(paths[kind])) for kind in ("json", "png", "csv", "md")}
         plot_grouped_bars(values, tmp["png"], ylabel=f"kNN accuracy (k={k})", title="Frozen encoders: kNN accuracy")
         with open(tmp["csv"], "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             w.writerows(rows)
-        tmp["json"].write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp["json"].write_text(json_text, encoding="utf-8")
         tmp["md"].write_text(_compare_markdown(rows, k, seconds), encoding="utf-8")
+        paths["json"].unlink(missing_ok=True)  # everything is built: the earlier marker goes before any rename
     paths["partial"].unlink(missing_ok=True)
     return {kind: paths[kind] for kind in ("md", "csv", "json", "png")}
 
@@ -153,6 +168,7 @@ def write_compare_partial(
     models: Sequence[str],
     models_done: Sequence[str],
     settings: Mapping[str, Any],
+    fingerprints: Mapping[str, str | None] | None = None,
 ) -> Path:
     """Record the models a ``compare`` run has finished in ``<stem>.partial.json`` (``"complete": false``).
 
@@ -163,6 +179,9 @@ def write_compare_partial(
         models: every model argument of the run.
         models_done: the model arguments whose rows are in ``rows``.
         settings: what the rows depend on; a rerun reuses them only when its settings are equal.
+        fingerprints: model argument -> :func:`~sbert_align.cli.models.model_fingerprint` (``None`` for an alias or
+            a hub name), taken before the models were loaded; a rerun reuses a model's rows only when its
+            fingerprint is unchanged.
 
     Example::
 
@@ -170,22 +189,30 @@ def write_compare_partial(
 
         write_compare_partial([], "cmp", "frozen_knn", models=["a", "b"], models_done=[], settings={"k": 5})
     """
+    fingerprints = fingerprints or {}
     record = {
         "complete": False,
         "note": "an unfinished `sbert-align compare` run; rerun the same command to finish it",
         "settings": dict(settings),
         "models": list(models),
         "models_done": list(models_done),
+        "fingerprints": {m: fingerprints.get(m) for m in models_done},
         "rows": list(rows),
     }
     return atomic_write_json(compare_paths(out, stem)["partial"], record)
 
 
-def read_compare_partial(out: str | Path, stem: str, settings: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def read_compare_partial(
+    out: str | Path,
+    stem: str,
+    settings: Mapping[str, Any],
+    fingerprints: Mapping[str, str | None] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
     """Rows of an interrupted ``compare`` run that a rerun can reuse: model argument -> its rows.
 
     Empty when there is no ``<stem>.partial.json``, when it is unreadable, or when its settings differ from
-    ``settings`` (a JSON round trip of them).
+    ``settings`` (a JSON round trip of them). A model is left out when its recorded fingerprint differs from its
+    entry in ``fingerprints`` (a local folder retrained since; a missing entry counts as ``None``).
 
     Example::
 
@@ -202,26 +229,14 @@ def read_compare_partial(out: str | Path, stem: str, settings: Mapping[str, Any]
         return {}
     if record.get("settings") != json.loads(json.dumps(dict(settings), default=str)):
         return {}
-    done = set(record.get("models_done") or [])
+    fingerprints = fingerprints or {}
+    recorded = record.get("fingerprints")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    done = {
+        m for m in record.get("models_done") or [] if isinstance(m, str) and recorded.get(m) == fingerprints.get(m)
+    }
     out_rows: dict[str, list[dict[str, Any]]] = {m: [] for m in done}
     for r in record.get("rows") or []:
         if isinstance(r, dict) and r.get("model_path") in done:
             out_rows[r["model_path"]].append(r)
     return {m: rs for m, rs in out_rows.items() if rs}
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """``obj`` as indented JSON at ``path``, atomically (``default=str`` for other values).
-
-    Example::
-
-        from sbert_align.cli.reports import write_json
-
-        write_json("eval.json", {"knn": {"test_accuracy": 0.9}})
-    """
-    return atomic_write_json(path, obj)
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """``text`` at ``path``, atomically."""
-    return atomic_write_text(path, text)

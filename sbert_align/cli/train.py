@@ -24,16 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from ..data import SplitSet
-from ..files import atomic_dir
+from ..files import atomic_dir, atomic_write_json
 from .common import CLIError, DataOptions, Log, is_score_pairs, load_data
 from .evaluate import make_evaluator
 from .models import load_model
-from .reports import write_json
 
 __all__ = ["LOSSES", "OBJECTIVES", "TrainConfig", "TrainResult", "train", "run_train", "check_out_folder"]
 
 LOSSES = ("class-alignment", "all-negatives", "annealed-pair")
 OBJECTIVES = ("cosine_target", "supcon", "margin")
+#: the label names annealed-pair accepts, in id order: the loss takes class id 1 as a matching pair and the top-k
+#: evaluation the label named "1", so the names must be exactly these for the two to agree
+PAIR_LABEL_NAMES = ("0", "1")
 
 
 @dataclass
@@ -53,7 +55,9 @@ class TrainConfig:
         batch_size: per-device batch size.
         lr: learning rate (10% linear warm-up).
         k: neighbours of the kNN evaluation.
-        eval_steps: evaluate every N steps (``None``: each epoch).
+        eval_steps: evaluate every N steps (``None``: see ``evals_per_epoch``).
+        evals_per_epoch: with ``eval_steps=None``, evaluate this many times per epoch (every ``steps per epoch //
+            evals_per_epoch`` steps, at least 1); ``None``: once per epoch. Not with ``eval_steps``.
         max_train_samples: subsample train (seeded).
         max_seq_length: token limit of the model.
         start_length: annealed-pair: first token length.
@@ -88,6 +92,7 @@ class TrainConfig:
     lr: float = 2e-5
     k: int = 5
     eval_steps: int | None = None
+    evals_per_epoch: int | None = None
     max_train_samples: int | None = None
     max_seq_length: int | None = None
     start_length: int = 70
@@ -113,9 +118,14 @@ class TrainConfig:
             _check_int(name, getattr(self, name), 1)
         for name in ("memory_size", "memory_warmup_steps"):
             _check_int(name, getattr(self, name), 0)
-        for name in ("eval_steps", "max_train_samples", "max_seq_length"):
+        for name in ("eval_steps", "evals_per_epoch", "max_train_samples", "max_seq_length"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)
+        if self.eval_steps is not None and self.evals_per_epoch is not None:
+            raise ValueError(
+                f"evals_per_epoch: expected None when eval_steps is given ({self.eval_steps}), "
+                f"got {self.evals_per_epoch}."
+            )
         for name in ("lr", "temperature"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
@@ -183,8 +193,14 @@ def _check_loss_data(loss: str, data: SplitSet) -> None:
                 f"--loss annealed-pair needs (text1, text2, label 0/1) pairs, but {data.name} has similarity scores "
                 f"({data.summary()}); score pairs can be evaluated (sbert-align evaluate), not trained with this loss."
             )
-        if not data.is_pairs or data.label_names is None or len(data.label_names) != 2:
+        if not data.is_pairs or data.label_names is None:
             raise CLIError(f"--loss annealed-pair needs (text1, text2, label 0/1) pairs; {data.summary()}.")
+        if tuple(data.label_names) != PAIR_LABEL_NAMES:
+            names = ", ".join(repr(n) for n in data.label_names[:5]) + (", ..." if len(data.label_names) > 5 else "")
+            raise CLIError(
+                f"--loss annealed-pair needs (text1, text2, label 0/1) pairs with both labels 0 and 1 (1 = a matching "
+                f"pair), but the labels of {data.name} are {names}; map them to 0/1 first."
+            )
     elif data.is_pairs or data.label_names is None:
         raise CLIError(f"--loss {loss} needs (text, label) data; {data.summary()}.")
 
@@ -213,12 +229,15 @@ def _make_loss(config: TrainConfig, model: Any) -> Any:
 
 
 def train(config: TrainConfig, log: Log = print) -> TrainResult:
-    """Load, evaluate before, train through ``SentenceTransformerTrainer`` (evaluating each epoch or every
-    ``eval_steps``), evaluate after, and save ``model/``, ``metrics.json`` and ``training_curve.png`` under ``out``.
+    """Load, evaluate before, train through ``SentenceTransformerTrainer`` (evaluating each epoch, every
+    ``eval_steps`` or ``evals_per_epoch`` times per epoch), evaluate after, and save ``model/``, ``metrics.json`` and
+    ``training_curve.png`` under ``out``.
 
     The evaluator follows the data (:func:`~sbert_align.cli.evaluate.make_evaluator`): kNN on (text, label) data,
-    query-key top-k on 0/1 pairs. Nothing is written under ``out`` before training has finished; the model folder is
-    built under a temporary name and swapped in whole, and each file is written atomically.
+    query-key top-k on 0/1 pairs. Nothing is written under ``out`` before training has finished; ``out`` is checked
+    at the start and again just before writing (another run may have filled it meanwhile: without ``overwrite`` that
+    is an error, and nothing of it is replaced). The model folder is built under a temporary name and swapped in
+    whole, and each file is written atomically.
 
     Args:
         config: the run's settings.
@@ -228,8 +247,9 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
         The metrics, the trained model, the data and the output folder.
 
     Raises:
-        CLIError: a non-empty ``out`` without ``overwrite``, a loss that does not fit the data, a model that cannot
-            be loaded.
+        CLIError: a non-empty ``out`` without ``overwrite`` (at the start, or when training has finished), a loss
+            that does not fit the data (annealed-pair: labels other than exactly 0 and 1), a model that cannot be
+            loaded.
 
     Example::
 
@@ -265,6 +285,9 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     n_train = len(data.labels("train"))
     steps_per_epoch = n_train // config.batch_size if n_train > config.batch_size else 1
     total = steps_per_epoch * config.epochs
+    eval_steps = config.eval_steps
+    if eval_steps is None and config.evals_per_epoch is not None:
+        eval_steps = max(1, steps_per_epoch // config.evals_per_epoch)
     eval_points: list[tuple[float, float]] = [(0, before[primary])]
     last_eval: dict[str, Any] = {}
 
@@ -286,10 +309,10 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
             per_device_train_batch_size=config.batch_size,
             learning_rate=config.lr,
             warmup_steps=int(0.1 * total),
-            eval_strategy="steps" if config.eval_steps else "epoch",
-            eval_steps=config.eval_steps or None,
+            eval_strategy="steps" if eval_steps else "epoch",
+            eval_steps=eval_steps or None,
             save_strategy="no",
-            logging_steps=max(1, min(config.eval_steps or total, total // 50 or 1)),
+            logging_steps=max(1, min(eval_steps or total, total // 50 or 1)),
             report_to="none",
             seed=config.seed,
             disable_tqdm=config.quiet,
@@ -333,6 +356,12 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
         "loss_curve": losses,
         "seconds": round(train_seconds, 1),
     }
+    if out.is_dir() and not config.overwrite and any(out.iterdir()):  # again: another run may have written there
+        raise CLIError(
+            f"--out {str(out)!r} is not empty: something was written there while this run trained, so the trained "
+            "model was not saved; pass --overwrite to replace what is there, or choose a new folder."
+        )
+    check_out_folder(out, config.overwrite)  # a file put there meanwhile
     out.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out / "model") as tmp:
         model.save(str(tmp))
@@ -343,7 +372,7 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
         eval_name=primary,
         title=config.title or f"{config.loss} on {data.name}",
     )
-    write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "metrics.json", metrics)
     log(f"saved {out / 'model'}, {out / 'metrics.json'}, {out / 'training_curve.png'}")
     return TrainResult(metrics=metrics, model=model, data=data, out=out)
 
