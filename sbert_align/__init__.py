@@ -6,7 +6,6 @@ similarity kernels, and kNN / clustering / retrieval evaluators.
 
 from __future__ import annotations
 
-from .checkpoints import LossStateCallback
 from .data import (
     SplitSet,
     UnseenLabelWarning,
@@ -30,6 +29,7 @@ from .losses import AllNegativesLoss, AnnealedPairLoss, ClassAlignmentLoss
 from .memory import MemoryBank, TrainingMemory
 from .objectives import CosineTargetObjective, MarginObjective, PairObjective, SupConObjective, get_objective
 from .schedules import Schedule, schedule_value
+from .trainer_hooks import LossStateCallback
 
 __version__ = "0.1.0"
 

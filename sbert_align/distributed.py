@@ -69,20 +69,26 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return grad[ctx.rank]
 
 
-def gather_with_grad(x: Tensor) -> list[Tensor]:
-    """Every rank's ``x`` (rows may differ across ranks), in rank order; gradients flow back to their rank."""
+def gather_with_grad(x: Tensor, sizes: list[int] | None = None) -> list[Tensor]:
+    """Every rank's ``x`` (rows may differ across ranks; ``sizes`` when already known), in rank order; gradients
+    flow back to their rank."""
     if not is_distributed():
         return [x]
-    sizes = gather_sizes(x.shape[0], x.device)
+    sizes = sizes or gather_sizes(x.shape[0], x.device)
     stacked = _AllGatherWithGrad.apply(_pad_rows(x, max(sizes)))
     return [part[:n] for part, n in zip(stacked.unbind(0), sizes)]
 
 
-def rank_offset(n: int, device: torch.device) -> int:
-    """The number of rows on the ranks before this one (0 in a single process): a global row id is offset + i."""
-    if not is_distributed():
-        return 0
-    return sum(gather_sizes(n, device)[: dist.get_rank()])
+def _gather_rows(x: Tensor, sizes: list[int]) -> list[Tensor]:
+    """Every rank's ``x`` without gradient, in rank order (rows per rank in ``sizes``)."""
+    parts = [x.new_zeros((max(sizes), *x.shape[1:])) for _ in sizes]
+    dist.all_gather(parts, _pad_rows(x, max(sizes)).contiguous())
+    return [p[:n] for p, n in zip(parts, sizes)]
+
+
+def rank_offset(sizes: list[int]) -> int:
+    """Rows on the ranks before this one, given every rank's row count (:func:`gather_sizes`); 0 in one process."""
+    return sum(sizes[: dist.get_rank()]) if is_distributed() else 0
 
 
 def gather_detached(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -91,15 +97,7 @@ def gather_detached(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]
     if not is_distributed():
         return embeddings, labels
     sizes = gather_sizes(embeddings.shape[0], embeddings.device)
-    rows = max(sizes)
-    emb_parts = [embeddings.new_zeros((rows, embeddings.shape[1])) for _ in sizes]
-    lab_parts = [labels.new_zeros((rows,)) for _ in sizes]
-    dist.all_gather(emb_parts, _pad_rows(embeddings, rows).contiguous())
-    dist.all_gather(lab_parts, _pad_rows(labels, rows).contiguous())
-    return (
-        torch.cat([e[:n] for e, n in zip(emb_parts, sizes)]),
-        torch.cat([y[:n] for y, n in zip(lab_parts, sizes)]),
-    )
+    return torch.cat(_gather_rows(embeddings, sizes)), torch.cat(_gather_rows(labels, sizes))
 
 
 def gather_keys(embeddings: Tensor, labels: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -110,12 +108,11 @@ def gather_keys(embeddings: Tensor, labels: Tensor) -> tuple[list[Tensor], list[
     """
     if not is_distributed():
         return [], []
-    keys = gather_with_grad(embeddings)
-    _, all_labels = gather_detached(embeddings, labels)
-    sizes = [k.shape[0] for k in keys]
-    label_parts = list(all_labels.split(sizes))
+    sizes = gather_sizes(embeddings.shape[0], embeddings.device)
+    keys = gather_with_grad(embeddings, sizes)
+    key_labels = _gather_rows(labels, sizes)
     rank = dist.get_rank()
-    return [k for r, k in enumerate(keys) if r != rank], [y for r, y in enumerate(label_parts) if r != rank]
+    return [k for r, k in enumerate(keys) if r != rank], [y for r, y in enumerate(key_labels) if r != rank]
 
 
 def across_processes(objective: Any) -> Any:

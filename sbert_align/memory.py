@@ -86,6 +86,7 @@ class MemoryBank:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}.")
         self.size = size
         self.dim = dim
+        self._dim_given = dim is not None
         self.dtype = _as_dtype(dtype)
         self.mode = mode
         self.momentum = float(momentum)
@@ -119,10 +120,15 @@ class MemoryBank:
         return self
 
     def reset(self) -> None:
-        """Forget everything (keeps the capacity, dimension, dtype and device)."""
-        if self._embeddings is not None:
-            self._embeddings.zero_()
-            self._labels.fill_(-1)
+        """Forget everything. Keeps the capacity, dtype and device, and the dimension when it was given; a dimension
+        taken from the first :meth:`enqueue` is forgotten too, so the bank then accepts another model's embeddings."""
+        if self._dim_given:
+            if self._embeddings is not None:
+                self._embeddings.zero_()
+                self._labels.fill_(-1)
+        else:
+            self.dim = None
+            self._embeddings = self._labels = None
         self.ptr = 0
         self.filled = 0
         self.num_enqueued = 0
@@ -251,8 +257,9 @@ class TrainingMemory:
       and written by :meth:`flush`, which every read (:attr:`bank`, :meth:`keys`) calls first.
     * **Several processes**: under DDP the staged batch is every process's batch in rank order (gathered in
       :meth:`record_step`, in step on every process), so the memory stays identical on all processes.
-    * **State**: :meth:`state_dict` / :meth:`load_state_dict` hold the bank, the step counter and the staged batch,
-      so that a resumed run continues exactly where the interrupted one stopped.
+    * **State**: :meth:`state_dict` / :meth:`load_state_dict` hold the bank, the step counter and the staged batch
+      (read without writing it, so it is safe at any time), so that a resumed run continues exactly where the
+      interrupted one stopped.
 
     Args:
         bank: The storage, or None for no memory (steps are still counted).
@@ -274,7 +281,7 @@ class TrainingMemory:
 
     def __init__(self, bank: MemoryBank | None, warmup_steps: int = 0) -> None:
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"memory_warmup_steps must be an integer >= 0, got {warmup_steps!r}.")
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}.")
         self._bank = bank
         self.warmup_steps = warmup_steps
         self.steps = 0  # training steps (forward passes) recorded so far
@@ -321,8 +328,14 @@ class TrainingMemory:
             self._bank.reset()
 
     def state_dict(self) -> dict[str, Any]:
-        """The step counter and the bank's state (the staged batch is written first: call between steps)."""
-        return {"steps": self.steps, "bank": None if self._bank is None else self.bank.state_dict()}
+        """The step counter, the bank's state and the staged batch (nothing is written: safe between a forward pass
+        and its backward)."""
+        pending = None if self._pending is None else {"embeddings": self._pending[0], "labels": self._pending[1]}
+        return {
+            "steps": self.steps,
+            "bank": None if self._bank is None else self._bank.state_dict(),
+            "pending": pending,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; a memory can only be loaded into a memory of the same size and mode."""
@@ -330,7 +343,16 @@ class TrainingMemory:
             have = "no memory" if self._bank is None else "a memory"
             saved = "no memory" if state["bank"] is None else "a memory"
             raise ValueError(f"Cannot load the state of a loss with {saved} into a loss with {have}.")
-        self._pending = None
         self.steps = int(state["steps"])
         if self._bank is not None:
             self._bank.load_state_dict(state["bank"])
+        pending = state.get("pending")
+        self._pending = None if pending is None else (pending["embeddings"], pending["labels"])
+
+    def to(self, device: str | torch.device) -> TrainingMemory:
+        """Move the bank and the staged batch to ``device`` (in place; returns self)."""
+        if self._bank is not None:
+            self._bank.to(device)
+        if self._pending is not None:
+            self._pending = (self._pending[0].to(device), self._pending[1].to(device))
+        return self

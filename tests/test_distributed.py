@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from sbert_align import kernels
 from sbert_align.losses import AllNegativesLoss, AnnealedPairLoss, ClassAlignmentLoss
 
 WORLD = 2
@@ -51,7 +52,10 @@ CONFIGS = {
     ),
     "annealed_pairs": lambda be: AnnealedPairLoss(torch.nn.Module(), gather_across_devices=True, backend=be),
 }
-BACKENDS = ("reference", "chunked")
+# "auto" with the CPU threshold between the two processes' problem sizes (3 x 8 and 5 x 8 pairs without memory), so
+# that each process alone would pick another backend: the losses must agree on one (else different collectives run)
+BACKENDS = ("reference", "chunked", "auto")
+AUTO_THRESHOLD = 30
 
 
 def _columns(name: str) -> int:
@@ -95,6 +99,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
+    kernels.CPU_REFERENCE_MAX_PAIRS = AUTO_THRESHOLD
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         start = sum(SIZES[:rank])

@@ -87,3 +87,17 @@ def test_prototypes_are_class_moving_averages():
     bank.enqueue(torch.zeros(1, 2), torch.tensor([5]))
     with pytest.raises(ValueError, match="prototypes"):
         bank.enqueue(torch.zeros(1, 2), torch.tensor([6]))
+
+
+def test_reset_forgets_an_inferred_dimension_and_keeps_a_given_one():
+    bank = MemoryBank(size=4)
+    bank.enqueue(torch.randn(2, 3), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="dimension 3"):
+        bank.enqueue(torch.randn(2, 5), torch.tensor([0, 1]))
+    bank.reset()  # what the loss's error message advises after the model's dimension changed
+    bank.enqueue(torch.randn(2, 5), torch.tensor([0, 1]))
+    assert bank.dim == 5 and len(bank) == 2
+    fixed = MemoryBank(size=4, dim=3)
+    fixed.reset()
+    with pytest.raises(ValueError, match="dimension 3"):
+        fixed.enqueue(torch.randn(2, 5), torch.tensor([0, 1]))

@@ -18,7 +18,7 @@ from test_training import toy_classes, toy_pairs
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 
-from sbert_align.checkpoints import STATE_JSON_NAME, STATE_TENSORS_NAME, load_loss_states, save_loss_states
+from sbert_align.checkpoints import STATE_FILE_NAME, load_loss_states, save_loss_states
 from sbert_align.losses import AllNegativesLoss, AnnealedPairLoss, ClassAlignmentLoss
 
 TOTAL, STOP = 10, 5
@@ -52,7 +52,7 @@ def _dataset(name: str) -> Dataset:
     return Dataset.from_dict({"text": texts, "label": labels})
 
 
-def _run(tiny_model_dir, tmp_path, name: str, *, stop: int | None = None, resume: bool = False, decoy=False):
+def _run(tiny_model_dir, tmp_path, name: str, *, stop: int | None = None, resume: bool | str = False, decoy=False):
     """Train to TOTAL steps (or stop at ``stop``), recording the loss of every training step. ``decoy``: another
     loss of the same class and model exists (built first) but is not the Trainer's: it must get no state."""
     torch.manual_seed(0)
@@ -91,7 +91,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path, name):
     first, _, stopped_loss = _run(tiny_model_dir, tmp_path / "cut", name, stop=STOP)
     assert len(full) == TOTAL and len(first) == STOP
     checkpoint = tmp_path / "cut" / f"checkpoint-{STOP}"
-    assert (checkpoint / STATE_JSON_NAME).is_file()
+    assert (checkpoint / STATE_FILE_NAME).is_file()
     rest, resumed_model, resumed_loss = _run(tiny_model_dir, tmp_path / "cut", name, resume=True, decoy=True)
     assert len(rest) == TOTAL - STOP
     torch.testing.assert_close(torch.tensor(first + rest), torch.tensor(full), rtol=0, atol=1e-6)
@@ -103,7 +103,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path, name):
         assert torch.equal(y1, y2) and torch.allclose(e1, e2, atol=1e-6)
     if name == "annealed":
         assert resumed_loss.current_length == full_loss.current_length == 4
-    if name == "memory":  # the state really changed the resumed run: without it the step after the stop differs
+    if name == "memory":  # the stopped run did fill its memory (that it matters is the next test's point)
         assert stopped_loss.steps == STOP and len(stopped_loss.memory) > 0
 
 
@@ -111,8 +111,7 @@ def test_resume_without_the_state_file_warns_and_differs(tiny_model_dir, tmp_pat
     """The check above can fail: remove the loss state and the resumed memory run is no longer the same run."""
     full, _, _ = _run(tiny_model_dir, tmp_path / "full", "memory")
     first, _, _ = _run(tiny_model_dir, tmp_path / "cut", "memory", stop=STOP)
-    for name in (STATE_JSON_NAME, STATE_TENSORS_NAME):
-        (tmp_path / "cut" / f"checkpoint-{STOP}" / name).unlink()
+    (tmp_path / "cut" / f"checkpoint-{STOP}" / STATE_FILE_NAME).unlink()
     with pytest.warns(UserWarning, match="empty memory"):
         rest, _, _ = _run(tiny_model_dir, tmp_path / "cut", "memory", resume=True)
     assert abs(rest[0] - full[STOP]) > 1e-3
@@ -139,24 +138,32 @@ def test_fit_checkpoints_carry_the_memory(tiny_model_dir, tmp_path):
         return loss
 
     first = fit(1, resume=False)  # 6 steps, checkpoints at 3 and 6
-    saved = load_loss_states(tmp_path / "ckpt" / "checkpoint-6")["ClassAlignmentLoss_0"]
-    assert saved["memory"]["steps"] == 6 and saved["memory"]["bank"]["filled"] == 32
-    assert torch.equal(saved["memory"]["bank"]["labels"], first.memory.state_dict()["labels"])
+    saved = load_loss_states(tmp_path / "ckpt" / "checkpoint-6")["_dataset_1"]  # fit names its objectives so
+    # steps 3-5 are in the ring, step 6's batch is staged (it enters at the next step), all of it in the file
+    assert saved["memory"]["steps"] == 6 and saved["memory"]["bank"]["filled"] == 24
+    written = first.memory.state_dict()["labels"]  # .memory writes the staged batch
+    assert torch.equal(saved["memory"]["bank"]["labels"][:24], written[:24])
+    assert torch.equal(saved["memory"]["pending"]["labels"], written[24:32])
     second = fit(2, resume=True)  # continues at step 7 with the memory of step 6
     assert second.steps == 12 and len(second.memory) == 40
 
 
-def test_state_files_hold_no_pickle_and_round_trip(tmp_path):
+def test_state_file_holds_no_pickle_and_round_trips(tmp_path):
+    from safetensors import safe_open
+
     loss = ClassAlignmentLoss(torch.nn.Linear(2, 2), memory_size=5, pairs="sampled")
     emb = torch.randn(4, 3, requires_grad=True)
     loss.train()
     loss.compute_loss_from_embeddings([emb], torch.tensor([0, 1, 0, 1])).backward()
-    loss.compute_loss_from_embeddings([emb], torch.tensor([0, 1, 0, 1]))
-    save_loss_states(tmp_path, {"ClassAlignmentLoss_0": loss.get_extra_state()})
-    meta = json.loads((tmp_path / STATE_JSON_NAME).read_text())
-    assert meta["losses"]["ClassAlignmentLoss_0"]["memory"]["steps"] == 2
+    loss.compute_loss_from_embeddings([emb], torch.tensor([0, 1, 0, 1]))  # staged, not yet written: saved staged
+    before = loss.get_extra_state()
+    assert before["memory"]["pending"] is not None and before["memory"]["bank"]["filled"] == 4
+    path = save_loss_states(tmp_path, {"ClassAlignmentLoss": before})
+    with safe_open(str(path), framework="pt") as f:  # plain safetensors: tensors and a JSON string, no pickle
+        meta = json.loads(f.metadata()["sbert_align_loss_state"])
+    assert meta["losses"]["ClassAlignmentLoss"]["memory"]["steps"] == 2
     other = ClassAlignmentLoss(torch.nn.Linear(2, 2), memory_size=5, pairs="sampled")
-    other.set_extra_state(load_loss_states(tmp_path)["ClassAlignmentLoss_0"])
+    other.set_extra_state(load_loss_states(tmp_path)["ClassAlignmentLoss"])
     assert other.steps == 2 and torch.equal(other.memory.get()[0], loss.memory.get()[0])
     assert torch.equal(torch.rand(3, generator=other._generator), torch.rand(3, generator=loss._generator))
     # through nn.Module.state_dict as PyTorch defines it (key "_extra_state")
@@ -165,6 +172,36 @@ def test_state_files_hold_no_pickle_and_round_trip(tmp_path):
     assert third.steps == 2 and len(third.memory) == 5
     with pytest.raises(ValueError, match="size"):
         ClassAlignmentLoss(torch.nn.Linear(2, 2), memory_size=6).set_extra_state(loss.get_extra_state())
+    with pytest.raises(ValueError, match="no such file"):
+        load_loss_states(tmp_path / "elsewhere")
+
+
+def test_resume_from_a_checkpoint_outside_output_dir(tiny_model_dir, tmp_path):
+    """trainer.train(resume_from_checkpoint=<path>) reads the state from that path, not from output_dir."""
+    full, _, _ = _run(tiny_model_dir, tmp_path / "full", "memory")
+    first, _, _ = _run(tiny_model_dir, tmp_path / "cut", "memory", stop=STOP)
+    moved = tmp_path / "moved" / f"checkpoint-{STOP}"
+    moved.parent.mkdir()
+    (tmp_path / "cut" / f"checkpoint-{STOP}").rename(moved)
+    rest, _, _ = _run(tiny_model_dir, tmp_path / "other_out", "memory", resume=str(moved))
+    torch.testing.assert_close(torch.tensor(first + rest), torch.tensor(full), rtol=0, atol=1e-6)
+
+
+def test_losses_are_keyed_by_their_place_in_trainer_loss(tiny_model_dir, tmp_path):
+    from sbert_align.trainer_hooks import LossStateCallback
+
+    model = make_tiny_sentence_transformer(tiny_model_dir)
+    texts, labels = toy_classes(4)
+    data = Dataset.from_dict({"text": texts, "label": labels})
+    b, a = ClassAlignmentLoss(model, memory_size=4), ClassAlignmentLoss(model, memory_size=8)  # built "b" first
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=Args(str(tmp_path), max_steps=1, report_to="none", use_cpu=True),
+        train_dataset={"a": data, "b": data},
+        loss={"a": a, "b": b},
+    )
+    callback = next(c for c in trainer.callback_handler.callbacks if isinstance(c, LossStateCallback))
+    assert callback.losses(model) == {"a": a, "b": b}
 
 
 def test_stateless_losses_write_no_state(tiny_model_dir, tmp_path):
@@ -180,4 +217,4 @@ def test_stateless_losses_write_no_state(tiny_model_dir, tmp_path):
         train_dataset=Dataset.from_dict({"text": texts, "label": labels}),
         loss=AllNegativesLoss(model),
     ).train()
-    assert (tmp_path / "checkpoint-2").is_dir() and not (tmp_path / "checkpoint-2" / STATE_JSON_NAME).exists()
+    assert (tmp_path / "checkpoint-2").is_dir() and not (tmp_path / "checkpoint-2" / STATE_FILE_NAME).exists()

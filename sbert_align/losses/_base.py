@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._trainer_hooks import LossCallback, install_callback, register_loss
 from ..kernels import resolve_backend
 from ..kernels._inputs import check_labels
 from ..objectives import OBJECTIVES, PairObjective, get_objective
+from ..trainer_hooks import register_loss
 
 __all__ = [
     "build_objective",
@@ -119,12 +119,11 @@ class AlignmentLossBase(nn.Module):
             objective, temperature=temperature, t_neg=t_neg, margin=margin, balance=balance, reduction=reduction
         )
         self.backend = backend
-        register_loss(self)
-        install_callback(LabelColumnCheck)
+        register_loss(self)  # its state in checkpoints, its training set checked (sbert_align.trainer_hooks)
 
     def check_train_dataset(self, dataset: Any) -> None:
         """Refuse a training set whose label column holds strings, before the first batch (the data collator would
-        fail with ``too many dimensions 'str'``). Called by :class:`LabelColumnCheck` when training starts."""
+        fail with ``too many dimensions 'str'``). Called by :class:`sbert_align.trainer_hooks.LabelColumnCheck` when training starts."""
         for name, part in dataset.items() if isinstance(dataset, dict) else [(None, dataset)]:
             features = getattr(part, "features", None) or {}
             for column in LABEL_COLUMNS:
@@ -156,18 +155,6 @@ class AlignmentLossBase(nn.Module):
 
 #: The label columns sentence-transformers' data collator reads (its ``DEFAULT_LABEL_COLUMNS``).
 LABEL_COLUMNS = ("label", "labels", "score", "scores")
-
-
-class LabelColumnCheck(LossCallback):
-    """Checks the training set of every Trainer that trains with an sbert-align loss when training starts (see
-    :meth:`AlignmentLossBase.check_train_dataset`); joins every Trainer automatically."""
-
-    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
-        dataset = getattr(train_dataloader, "dataset", None)
-        if model is None or dataset is None:
-            return
-        for loss in self.losses(model):
-            loss.check_train_dataset(dataset)
 
 
 def step_objective(

@@ -51,7 +51,9 @@ class AllNegativesLoss(AlignmentLossBase):
             margin: Margin of the ``margin`` objective.
             balance: Average positive and negative pairs as two equal groups (``cosine_target``, ``margin``).
             reduction: ``"mean"`` or ``"sum"`` (see :mod:`sbert_align.objectives`).
-            gather_across_devices: Under DDP, use the batches of all processes as keys (gradients flow back).
+            gather_across_devices: Under DDP, use the batches of all processes as keys (gradients flow back) and
+                reduce over all processes' anchors: the processes together compute the loss and gradients of one
+                process on the concatenated batch.
             backend: Kernel backend: ``"auto"``, ``"reference"``, ``"chunked"`` or ``"triton"``.
 
         Requirements:
@@ -146,7 +148,8 @@ class AllNegativesLoss(AlignmentLossBase):
         if self.gather_across_devices:
             from ..distributed import gather_sizes, rank_offset
 
-            offset, total = rank_offset(batch, embeddings[0].device), sum(gather_sizes(batch, embeddings[0].device))
+            sizes = gather_sizes(batch, embeddings[0].device)
+            offset, total = rank_offset(sizes), sum(sizes)
         rows = torch.arange(offset, offset + batch, device=embeddings[0].device)
         labels = [rows, rows] + [rows + total * (c + 1) for c in range(1, len(embeddings) - 1)]
         return torch.cat(embeddings), torch.cat(labels[: len(embeddings)])

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checkpoints import register_stateful_loss
+from ..distributed import across_processes
 from ..kernels import normalize_rows, pairwise_loss
 from ..objectives import PairObjective
 from ..schedules import Schedule
@@ -131,11 +131,10 @@ class AnnealedPairLoss(AlignmentLossBase):
         self.in_batch_negatives = in_batch_negatives
         self.gather_across_devices = gather_across_devices
         self.steps = 0
-        register_stateful_loss(self)
 
     def get_extra_state(self) -> dict[str, Any]:
         """The schedule's position (training steps so far): part of ``loss.state_dict()`` and of every Trainer
-        checkpoint, so a resumed run continues at the length it had reached (see :mod:`sbert_align.checkpoints`)."""
+        checkpoint, so a resumed run continues at the length it had reached (see :mod:`sbert_align.trainer_hooks`)."""
         return {"steps": self.steps}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -210,14 +209,14 @@ class AnnealedPairLoss(AlignmentLossBase):
             from ..distributed import gather_sizes, rank_offset
 
             gather = self.gather_across_devices
-            offset = rank_offset(a.shape[0], a.device) if gather else 0
-            total = sum(gather_sizes(a.shape[0], a.device)) if gather else a.shape[0]
+            sizes = gather_sizes(a.shape[0], a.device) if gather else [a.shape[0]]
+            offset, total = (rank_offset(sizes) if gather else 0), sum(sizes)
             rows = torch.arange(offset, offset + a.shape[0], device=a.device)
             key_labels = torch.where(labels == 1, rows, rows + total)
             keys, all_key_labels = batch_keys(b, key_labels, gather)
             objective, backend = step_objective(self.objective, self.backend, a, total, gather)
             return pairwise_loss(a, keys, rows, all_key_labels, objective=objective, backend=backend)
-        objective, _ = step_objective(self.objective, self.backend, a, 1, self.gather_across_devices)
+        objective = across_processes(self.objective) if self.gather_across_devices else self.objective
         dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=a.device.type, enabled=False):
             sim = (normalize_rows(a.to(dtype)) * normalize_rows(b.to(dtype))).sum(-1, keepdim=True)

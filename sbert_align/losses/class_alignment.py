@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpoints import register_stateful_loss
+from ..distributed import across_processes
 from ..kernels import normalize_rows, pairwise_loss
 from ..memory import MemoryBank, TrainingMemory
 from ..objectives import PairObjective
@@ -64,8 +64,10 @@ class ClassAlignmentLoss(AlignmentLossBase):
             reduction: ``"mean"`` or ``"sum"`` (the original implementation summed).
             memory_dtype: Storage dtype of the memory: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
             memory_mode: ``"queue"`` (past embeddings) or ``"prototypes"`` (one moving-average vector per class).
-            gather_across_devices: Under DDP, use all processes' batches as keys; the memory is always filled with
-                all processes' embeddings in rank order, so it stays identical across processes.
+            gather_across_devices: Under DDP, use all processes' batches as keys and reduce over all processes'
+                anchors, so the processes together compute the loss and gradients of one process on the
+                concatenated batch (for ``pairs="sampled"`` each process draws its own sample). The memory is always
+                filled with all processes' embeddings in rank order, so it stays identical across processes.
             backend: Kernel backend: ``"auto"``, ``"reference"``, ``"chunked"`` or ``"triton"``.
             seed: Seed of the sampling in ``pairs="sampled"``.
 
@@ -130,7 +132,6 @@ class ClassAlignmentLoss(AlignmentLossBase):
         bank = MemoryBank(memory_size, dtype=memory_dtype, mode=memory_mode) if memory_size > 0 else None
         self.training_memory = TrainingMemory(bank, memory_warmup_steps)
         self._generator: torch.Generator | None = None
-        register_stateful_loss(self)
 
     # ------------------------------------------------------------------ training
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
@@ -176,13 +177,16 @@ class ClassAlignmentLoss(AlignmentLossBase):
                 )
             keys.append(mem_emb.to(emb.device))
             key_labels.append(mem_labels.to(emb.device))
-        num_keys = sum(k.shape[0] for k in keys)
-        objective, backend = step_objective(self.objective, self.backend, emb, num_keys, self.gather_across_devices)
         if self.pairs == "all":
+            num_keys = sum(k.shape[0] for k in keys)
+            objective, backend = step_objective(
+                self.objective, self.backend, emb, num_keys, self.gather_across_devices
+            )
             loss = pairwise_loss(
                 emb, keys, labels, key_labels, objective=objective, exclude_self=True, backend=backend
             )
         else:
+            objective = across_processes(self.objective) if self.gather_across_devices else self.objective
             loss = self.sampled_pairs_loss(emb, labels, torch.cat(keys), torch.cat(key_labels), objective)
         if self.is_training_step:
             self.training_memory.record_step(emb, labels)
@@ -192,17 +196,16 @@ class ClassAlignmentLoss(AlignmentLossBase):
     def get_extra_state(self) -> dict[str, Any]:
         """The training state a checkpoint needs: the memory (rows, labels, fill position), the step counter and
         the generator of ``pairs="sampled"``. It is part of ``loss.state_dict()`` (key ``_extra_state``) and is
-        written with every Trainer checkpoint (see :mod:`sbert_align.checkpoints`)."""
+        written with every Trainer checkpoint (see :mod:`sbert_align.trainer_hooks`)."""
         generator = None if self._generator is None else self._generator.get_state()
         return {"memory": self.training_memory.state_dict(), "generator": generator}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_extra_state` returned (the memory goes to the model's device)."""
         self.training_memory.load_state_dict(state["memory"])
-        bank = self.training_memory.bank
-        device = next(self.model.parameters(), torch.empty(0)).device if isinstance(self.model, nn.Module) else None
-        if bank is not None and bank._embeddings is not None and device is not None:
-            bank.to(device)
+        param = next(self.model.parameters(), None) if isinstance(self.model, nn.Module) else None
+        if param is not None:
+            self.training_memory.to(param.device)
         self._generator = None
         if state.get("generator") is not None:
             self._generator = torch.Generator(device="cpu")
