@@ -8,6 +8,7 @@ device, in the dtype you choose, and never keeps a graph: what goes in is detach
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -286,6 +287,8 @@ class TrainingMemory:
         self.warmup_steps = warmup_steps
         self.steps = 0  # training steps (forward passes) recorded so far
         self._pending: tuple[Tensor, Tensor] | None = None
+        self._last_width: int | None = None  # of the last training call (see begins_step)
+        self._last_labels: weakref.ref[Tensor] | None = None
 
     @property
     def bank(self) -> MemoryBank | None:
@@ -298,11 +301,46 @@ class TrainingMemory:
         """True once the warm-up is over (and there is a memory)."""
         return self._bank is not None and self.steps >= self.warmup_steps
 
-    def keys(self) -> tuple[Tensor, Tensor] | None:
-        """The memory's rows and labels to compare a batch with, or None (no memory, warming up, or empty)."""
-        if not self.active or len(self.bank) == 0:
+    def begins_step(self, width: int, labels: Tensor) -> bool:
+        """Whether a training call with embeddings of ``width`` dimensions and these ``labels`` is a new step.
+
+        A call with the very same ``labels`` tensor as the call before it and narrower embeddings is the same batch
+        at a smaller Matryoshka dimension (``MatryoshkaLoss`` calls its inner loss once per dimension, widest first,
+        with one labels tensor): it neither counts as a step nor adds to the memory, and it reads the memory as the
+        step's first call found it, cut to its width.
+        """
+        last = self._last_labels() if self._last_labels is not None else None
+        repeat = last is labels and self._last_width is not None and width < self._last_width
+        self._last_width = width
+        self._last_labels = weakref.ref(labels) if isinstance(labels, Tensor) else None
+        return not repeat
+
+    def keys(self, width: int | None = None, *, within_step: bool = False) -> tuple[Tensor, Tensor] | None:
+        """The memory's rows and labels to compare a batch with, or None (no memory, warming up, or empty).
+
+        Args:
+            width: The batch's dimension: the rows must have it, except within a step, where wider rows are cut to
+                their first ``width`` dimensions (a Matryoshka dimension compares like with like; the kernels
+                normalise after the cut). Anything else is a ``ValueError``.
+            within_step: A later call of the same step (:meth:`begins_step` was False): the staged batch of this
+                step is not written first, so that every call of a step reads the same memory, and the earlier
+                calls' backward still finds the rows it saw.
+        """
+        if not self.active:
             return None
-        return self._bank.get_unordered()
+        if not within_step:
+            self.flush()
+        if len(self._bank) == 0:
+            return None
+        rows, labels = self._bank.get_unordered()
+        if width is not None and rows.shape[1] != width:
+            if rows.shape[1] < width or not within_step:
+                raise ValueError(
+                    f"The memory bank holds embeddings of dimension {rows.shape[1]} but the model now gives {width}; "
+                    "call loss.memory.reset()."
+                )
+            rows = rows[:, :width]
+        return rows, labels
 
     def record_step(self, embeddings: Tensor, labels: Tensor) -> None:
         """Count a training step and, once warm, stage its batch (all processes' under DDP) for the memory."""

@@ -160,23 +160,21 @@ class ClassAlignmentLoss(AlignmentLossBase):
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         """The loss of a batch of embeddings ``[(B, D)]`` with labels ``(B,)`` against itself and the memory.
 
-        In a training step (training mode, gradients enabled) the batch is then staged for the memory.
+        In a training step (training mode, gradients enabled) the batch is then staged for the memory. Under
+        ``MatryoshkaLoss`` the calls for the smaller dimensions of a step (same labels tensor, narrower embeddings)
+        compare with the memory's rows cut to their width and neither count as a step nor write to the memory, so
+        the memory holds the step's widest embeddings (the full dimension when it is among the Matryoshka ones).
         """
         if len(embeddings) != 1:
             raise ValueError(f"ClassAlignmentLoss expects the embeddings of one text column, got {len(embeddings)}.")
-        emb = embeddings[0]
+        emb, labels_in = embeddings[0], labels
         labels = check_class_labels(labels, emb.shape[0], type(self).__name__).to(emb.device)
         keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
-        memory = self.training_memory.keys()
+        new_step = self.is_training_step and self.training_memory.begins_step(emb.shape[1], labels_in)
+        memory = self.training_memory.keys(emb.shape[1], within_step=self.is_training_step and not new_step)
         if memory is not None:
-            mem_emb, mem_labels = memory
-            if mem_emb.shape[1] != emb.shape[1]:
-                raise ValueError(
-                    f"The memory bank holds embeddings of dimension {mem_emb.shape[1]} but the model now gives "
-                    f"{emb.shape[1]}; call loss.memory.reset()."
-                )
-            keys.append(mem_emb.to(emb.device))
-            key_labels.append(mem_labels.to(emb.device))
+            keys.append(memory[0].to(emb.device))
+            key_labels.append(memory[1].to(emb.device))
         if self.pairs == "all":
             num_keys = sum(k.shape[0] for k in keys)
             objective, backend = step_objective(
@@ -188,7 +186,7 @@ class ClassAlignmentLoss(AlignmentLossBase):
         else:
             objective = across_processes(self.objective) if self.gather_across_devices else self.objective
             loss = self.sampled_pairs_loss(emb, labels, torch.cat(keys), torch.cat(key_labels), objective)
-        if self.is_training_step:
+        if new_step:
             self.training_memory.record_step(emb, labels)
         return loss
 
