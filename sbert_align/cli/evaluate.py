@@ -13,6 +13,13 @@ Example::
 
     sbert-align evaluate --model minilm-l6 --data stsb                 # test_spearman_cosine, test_pearson_cosine
     sbert-align evaluate --model runs/t6/model --data trec6 --metrics knn,kmeans
+    sbert-align evaluate --model minilm-l6 --mteb local:trec6 local:stsb --mteb-results mteb-results
+    sbert-align evaluate --model runs/t6/model --mteb local:trec6 local:stsb --mteb-results mteb-results
+    # the second run prints (and writes to mteb-results/comparison.md) frozen vs trained, task by task
+
+With ``--mteb-results DIR`` the MTEB results are saved through MTEB's own result cache, ``DIR/results/<model>/
+<revision>/<Task>.json`` (``mteb.ResultCache(DIR)`` reads them back), tasks already there for the same model and data
+are reused, and a table of every model in ``DIR`` is printed and written to ``DIR/comparison.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +33,15 @@ from .common import CLIError, DataOptions, Log, is_score_pairs, load_data, numer
 from .models import load_model
 from .reports import markdown_table
 
-__all__ = ["METRICS", "default_metrics", "check_metrics", "make_evaluator", "evaluate_data", "run_evaluate"]
+__all__ = [
+    "METRICS",
+    "default_metrics",
+    "check_metrics",
+    "make_evaluator",
+    "evaluate_data",
+    "run_evaluate",
+    "mteb_model_name",
+]
 
 #: ``knn``, ``kmeans``: (text, label) data; ``topk``: 0/1 pairs; ``similarity``: pairs with scores (or 0/1 labels)
 METRICS = ("knn", "kmeans", "topk", "similarity")
@@ -208,11 +223,19 @@ def evaluate_data(
 
 def run_evaluate(args: Any, log: Log = print) -> dict[str, Any]:
     """``sbert-align evaluate``: kNN / KMeans / top-k / similarity on a split, and MTEB tasks; prints a table and
-    writes JSON (atomically) to ``--out``.
+    writes JSON (atomically) to ``--out``. MTEB results go to MTEB's result cache in ``--mteb-results``, with a
+    comparison of every model there.
 
     Score pairs (STS-B) are scored by the Spearman / Pearson correlation of cosine similarity against the score;
     0/1 pairs by query-key top-k on their positive pairs; (text, label) data by kNN and KMeans.
     """
+    if getattr(args, "mteb_results", None) and not args.mteb:
+        raise CLIError("--mteb-results needs --mteb TASK ...")
+    mteb_tasks = None
+    if args.mteb:  # before anything runs: a bad task name or local data fails at once
+        from ..mteb import resolve_tasks
+
+        mteb_tasks = resolve_tasks(args.mteb)
     model = load_model(args.model)
     results: dict[str, Any] = {"model": args.model}
     rows: list[list[Any]] = []
@@ -228,15 +251,73 @@ def run_evaluate(args: Any, log: Log = print) -> dict[str, Any]:
         ).items():
             results[m] = res
             rows += [[data.name, m, key, float(v)] for key, v in res.items() if isinstance(v, (int, float))]
-    if args.mteb:
-        from ..mteb import run_mteb
-
-        table = run_mteb(model, args.mteb)
-        results["mteb"] = table
-        rows += [[r["task"], "mteb", r["metric"], float(r["score"])] for r in table]
+    comparison = None
+    if mteb_tasks:
+        comparison = _run_mteb(model, mteb_tasks, args, results, log)
+        rows += [[r["task"], "mteb", r["metric"], float(r["score"])] for r in results["mteb"]]
     if not rows:
         raise CLIError("nothing to evaluate: give --data and/or --mteb.")
     print(markdown_table(["data / task", "metric set", "metric", "value"], rows))
+    if comparison is not None:
+        print(f"\nMTEB main scores of every model in {args.mteb_results}:\n\n{comparison}")
     out = atomic_write_json(Path(args.out), results)
     log(f"wrote {out}")
     return results
+
+
+def mteb_model_name(model: str) -> str:
+    """The name ``evaluate --mteb`` files a model argument's MTEB results under (``--mteb-model-name`` overrides it).
+
+    An alias becomes ``local/<alias>``; a local folder ``local/<folder name>``, or ``local/<parent>/model`` for a
+    folder named ``model`` (what ``sbert-align train`` writes: ``runs/t6/model`` -> ``local/t6/model``); a hub name
+    stays as it is (a bare name gets ``local/``). The revision is always the content hash of the loaded model
+    (:func:`~sbert_align.mteb.content_revision`), so two different folders of one name are never mixed up.
+
+    Example::
+
+        from sbert_align.cli.evaluate import mteb_model_name
+
+        mteb_model_name("minilm-l6")                               # 'local/minilm-l6'
+        mteb_model_name("sentence-transformers/all-MiniLM-L6-v2")  # unchanged
+    """
+    from .models import MODEL_ALIASES
+
+    if model in MODEL_ALIASES:
+        return f"local/{model}"
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return model if "/" in model else f"local/{model}"
+    path = path.resolve()
+    if path.name == "model" and path.parent.name:
+        return f"local/{path.parent.name}/model"
+    return f"local/{path.name or 'model'}"
+
+
+def _run_mteb(model: Any, tasks: list, args: Any, results: dict[str, Any], log: Log) -> str | None:
+    """The ``--mteb`` part of ``evaluate``: runs the tasks (results saved in ``--mteb-results`` through MTEB's cache);
+    returns the Markdown comparison of every model in that folder (``None`` without ``--mteb-results``)."""
+    from ..files import atomic_write_text
+    from ..mteb import results_table, run_mteb
+
+    folder = getattr(args, "mteb_results", None)
+    table = run_mteb(
+        model,
+        tasks,
+        output_folder=folder,
+        model_name=getattr(args, "mteb_model_name", None) or mteb_model_name(args.model),
+        overwrite=getattr(args, "mteb_overwrite", False),
+        show_progress_bar=not args.quiet,
+        log=log,
+    )
+    results["mteb"] = table
+    if table:
+        results["mteb_model"] = {"name": table[0]["model"], "revision": table[0]["revision"]}
+    if not folder:
+        return None
+    comparison = results_table(folder, tasks)
+    markdown = comparison.markdown()
+    md_path = atomic_write_text(Path(folder) / "comparison.md", markdown + "\n")
+    results["mteb_results"] = str(folder)
+    results["mteb_comparison"] = comparison.to_dict()
+    log(f"MTEB results: {Path(folder) / 'results'} (mteb.ResultCache({str(folder)!r}) reads them); wrote {md_path}")
+    return markdown

@@ -83,6 +83,16 @@ def _metric_list(v: str) -> list[str]:
     return items
 
 
+def _hub_repo_id(v: str) -> str:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(v)
+    except HFValidationError:
+        raise argparse.ArgumentTypeError(f"expected a Hugging Face Hub repository id (user/name), got {v!r}") from None
+    return v
+
+
 def _column_name(v: str) -> str:
     if not v.strip():
         raise argparse.ArgumentTypeError("expected a column name, got an empty string")
@@ -184,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--device", choices=("cpu", "auto"), default=d.device)
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument(
+        "--push-to-hub",
+        type=_hub_repo_id,
+        default=None,
+        metavar="REPO",
+        help="after saving, push the model (its card records the command) to this new Hugging Face Hub repository "
+        "(user/name) with sentence-transformers' push_to_hub; needs a token (hf auth login or HF_TOKEN)",
+    )
+    t.add_argument("--hub-private", action="store_true", help="with --push-to-hub: make the repository private")
     t.set_defaults(func=run_train)
 
     e = sub.add_parser(
@@ -217,8 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="TASK",
-        help="MTEB tasks: local:DATA (a classification and a clustering task from any (text, label) set, "
-        "e.g. local:trec6) or MTEB task names (needs the hub)",
+        help="MTEB tasks: local:DATA (a classification and a clustering task from any (text, label) set, e.g. "
+        "local:trec6; an STS task from (text1, text2, score) pairs, e.g. local:stsb) or MTEB task names (needs the hub)",
+    )
+    e.add_argument(
+        "--mteb-results",
+        default=None,
+        metavar="DIR",
+        help="save MTEB results through MTEB's result cache in DIR (DIR/results/<model>/<revision>/<Task>.json, read "
+        "by mteb.ResultCache(DIR)); tasks already there for this model and data are reused; prints a table of every "
+        "model in DIR task by task and writes it to DIR/comparison.md",
+    )
+    e.add_argument(
+        "--mteb-model-name",
+        default=None,
+        metavar="NAME",
+        help="the model's name in the MTEB results (default: local/<alias or folder name>, or the hub name); the "
+        "revision is a content hash of the weights",
+    )
+    e.add_argument(
+        "--mteb-overwrite",
+        action="store_true",
+        help="re-run MTEB tasks that --mteb-results already holds for this model and replace them",
     )
     e.add_argument("--out", default="sbert-align-evaluation.json", help="JSON output path (replaced atomically)")
     e.add_argument("--quiet", action="store_true")

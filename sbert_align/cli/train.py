@@ -4,6 +4,11 @@ The command line (:func:`run_train`) and ``sbert-align demo`` both build a :clas
 :func:`train`. Outputs under ``out``: ``model/`` (replaced whole), ``metrics.json`` and ``training_curve.png``, each
 written atomically. A non-empty ``out`` is refused unless ``overwrite=True``.
 
+The model card (``model/README.md``) is sentence-transformers' own: the losses with their configs and citations, the
+evaluator's metrics, the training logs and hyperparameters. :class:`SbertAlignModelCardData` adds how to reproduce
+the run: the ``sbert-align train`` command (:func:`train_command`) and the sbert-align version. With ``push_to_hub``
+the saved model then goes to the Hugging Face Hub through the library's ``model.push_to_hub``.
+
 Example::
 
     from sbert_align.cli.train import TrainConfig, train
@@ -17,19 +22,33 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sentence_transformers.sentence_transformer.model_card import SentenceTransformerModelCardData
+
 from ..data import SplitSet
 from ..files import atomic_dir, atomic_write_json
-from .common import CLIError, DataOptions, Log, is_score_pairs, load_data
+from .common import PROG, CLIError, DataOptions, Log, first_line, is_score_pairs, load_data
 from .evaluate import make_evaluator
 from .models import load_model
 
-__all__ = ["LOSSES", "OBJECTIVES", "TrainConfig", "TrainResult", "train", "run_train", "check_out_folder"]
+__all__ = [
+    "LOSSES",
+    "OBJECTIVES",
+    "TrainConfig",
+    "TrainResult",
+    "SbertAlignModelCardData",
+    "train",
+    "train_command",
+    "RUN_ONLY_FIELDS",
+    "run_train",
+    "check_out_folder",
+]
 
 LOSSES = ("class-alignment", "all-negatives", "annealed-pair")
 OBJECTIVES = ("cosine_target", "supcon", "margin")
@@ -71,6 +90,9 @@ class TrainConfig:
         quiet: no progress bars.
         overwrite: allow a non-empty ``out``: ``model/`` is replaced whole, the other outputs file by file.
         title: title of the training curve (default ``"<loss> on <data>"``).
+        push_to_hub: after saving, push the model to this new Hugging Face Hub repository (``"user/name"``) with
+            ``model.push_to_hub`` (``None``: no push).
+        hub_private: make that repository private (``False``: the Hub's default visibility).
 
     Example::
 
@@ -106,6 +128,8 @@ class TrainConfig:
     quiet: bool = False
     overwrite: bool = False
     title: str | None = field(default=None, repr=False)
+    push_to_hub: str | None = None
+    hub_private: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -130,6 +154,17 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
                 raise ValueError(f"{name}: expected a positive number, got {v!r}.")
+        if self.push_to_hub is not None:
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(self.push_to_hub)
+            except HFValidationError as e:
+                raise ValueError(
+                    f"push_to_hub: expected a Hub repository id 'user/name', got {self.push_to_hub!r} ({first_line(e)})"
+                ) from None
+        if self.hub_private and self.push_to_hub is None:
+            raise ValueError("hub_private: applies only with push_to_hub (--hub-private needs --push-to-hub REPO).")
         self.text_columns = self.data_options.text_columns  # validated, and a tuple
 
     @property
@@ -148,6 +183,95 @@ def _check_int(name: str, v: Any, minimum: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name}: expected {what}, got {v!r}.")
+
+
+#: TrainConfig fields that do not change the trained model, left out of :func:`train_command`
+RUN_ONLY_FIELDS = ("quiet", "overwrite", "title", "push_to_hub", "hub_private")
+#: TrainConfig fields whose option is not ``--<field-name>``
+_OPTION_NAMES = {"text_columns": "--text-column"}
+
+
+def train_command(config: TrainConfig) -> str:
+    """The ``sbert-align train`` command line that repeats ``config``'s run, shell-quoted.
+
+    The required options, then every option whose value differs from its default; options that do not change the
+    trained model (:data:`RUN_ONLY_FIELDS`: ``--quiet``, ``--overwrite``, ``--push-to-hub``, ...) are left out.
+    ``evals_per_epoch``, which has no option, is given as the ``--eval-steps`` it amounts to on the data
+    (:func:`train` records it so). Parsing the result back gives the same :class:`TrainConfig` but for those fields.
+
+    Example::
+
+        from sbert_align.cli.train import TrainConfig, train_command
+
+        train_command(TrainConfig(model="minilm-l6", data="trec6", loss="class-alignment", out="runs/t6",
+                                  memory_size=2048, quiet=True))
+        # 'sbert-align train --model minilm-l6 --data trec6 --loss class-alignment --out runs/t6 --memory-size 2048'
+    """
+    if config.evals_per_epoch is not None:
+        raise ValueError("evals_per_epoch has no command-line option; give the config its eval_steps instead.")
+    words = [PROG, "train"]
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.name in RUN_ONLY_FIELDS or (not required and value == f.default):
+            continue
+        option = _OPTION_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
+        if isinstance(value, bool):
+            words.append(option)
+        elif isinstance(value, (tuple, list)):
+            words += [option, *map(str, value)]
+        else:
+            words += [option, str(value)]
+    return shlex.join(words)
+
+
+@dataclass
+class SbertAlignModelCardData(SentenceTransformerModelCardData):
+    """sentence-transformers' model card data, plus how to reproduce the run with ``sbert-align train``.
+
+    The card is the library's own (losses, configs, citations, evaluator metrics, logs, hyperparameters);
+    :meth:`generate_usage_snippet`, the hook the library gives subclasses for the card's usage section, appends a
+    "Reproduce the training" part with ``command`` and ``sbert_align_version``. :func:`train` gives the model one.
+
+    Args:
+        command: the ``sbert-align train`` command line (see :func:`train_command`); ``None``: no such part.
+        sbert_align_version: the version of sbert-align that trained the model.
+        (the other arguments are ``SentenceTransformerModelCardData``'s.)
+
+    Example::
+
+        from sentence_transformers import SentenceTransformer
+        from sbert_align.cli.train import SbertAlignModelCardData
+
+        card = SbertAlignModelCardData(command="sbert-align train --model minilm-l6 ...", sbert_align_version="0.1.0")
+        model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2", model_card_data=card)
+        # ... train, then model.save("out"): out/README.md holds the command
+    """
+
+    command: str | None = None
+    sbert_align_version: str | None = None
+
+    @classmethod
+    def from_card_data(cls, card: SentenceTransformerModelCardData, **kwargs: Any) -> SbertAlignModelCardData:
+        """This class with every field of ``card`` (what loading the model filled in already) and ``kwargs``."""
+        fields = dataclasses.fields(card)
+        new = cls(**{f.name: getattr(card, f.name) for f in fields if f.init}, **kwargs)
+        for f in fields:
+            if not f.init:
+                setattr(new, f.name, getattr(card, f.name))
+        return new
+
+    def generate_usage_snippet(self) -> str:
+        snippet = super().generate_usage_snippet()
+        if not self.command:
+            return snippet
+        version = f" {self.sbert_align_version}" if self.sbert_align_version else ""
+        return (
+            f"{snippet}\n\n### Reproduce the training\n\n"
+            f"This model was trained with sbert-align{version} by this command (options left out are at their "
+            "defaults in that version):\n\n"
+            f"```bash\n{self.command}\n```"
+        )
 
 
 @dataclass
@@ -228,6 +352,20 @@ def _make_loss(config: TrainConfig, model: Any) -> Any:
     )
 
 
+def _check_push(config: TrainConfig) -> None:
+    """Refuse ``push_to_hub`` before training when it cannot work: the Hub switched off, or no token."""
+    if config.push_to_hub is None:
+        return
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise CLIError(f"--push-to-hub {config.push_to_hub}: the Hugging Face Hub is switched off (HF_HUB_OFFLINE=1).")
+    if get_token() is None:
+        raise CLIError(
+            f"--push-to-hub {config.push_to_hub}: no Hugging Face token; log in (hf auth login) or set HF_TOKEN."
+        )
+
+
 def train(config: TrainConfig, log: Log = print) -> TrainResult:
     """Load, evaluate before, train through ``SentenceTransformerTrainer`` (evaluating each epoch, every
     ``eval_steps`` or ``evals_per_epoch`` times per epoch), evaluate after, and save ``model/``, ``metrics.json`` and
@@ -239,6 +377,12 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     is an error, and nothing of it is replaced). The model folder is built under a temporary name and swapped in
     whole, and each file is written atomically.
 
+    ``model/README.md`` is sentence-transformers' model card, with :class:`SbertAlignModelCardData`: the loss and its
+    config and citation, the evaluator's metrics (step 0 is before training), the training logs and hyperparameters,
+    the data's name, and the ``sbert-align train`` command that reproduces the run (:func:`train_command`; also
+    ``metrics.json["command"]``). With ``push_to_hub``, once everything is saved, the model goes to that new Hub
+    repository through the library's ``model.push_to_hub`` (``private=True`` with ``hub_private``).
+
     Args:
         config: the run's settings.
         log: progress lines.
@@ -249,7 +393,8 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     Raises:
         CLIError: a non-empty ``out`` without ``overwrite`` (at the start, or when training has finished), a loss
             that does not fit the data (annealed-pair: labels other than exactly 0 and 1), a model that cannot be
-            loaded.
+            loaded; ``push_to_hub`` with the Hub switched off or without a token (both before training), or a failed
+            push (the model is saved by then).
 
     Example::
 
@@ -263,9 +408,11 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from transformers import TrainerCallback
 
+    from .. import __version__
     from ..plotting import plot_training_curve
 
     out = check_out_folder(config.out, config.overwrite)
+    _check_push(config)
     data = load_data(config.data, config.data_options, max_train=config.max_train_samples, seed=config.seed)
     _check_loss_data(config.loss, data)
     log(data.summary())
@@ -276,18 +423,26 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     loss = _make_loss(config, model)
     evaluator = make_evaluator(data, "test", k=config.k, show_progress_bar=not config.quiet)
 
-    t0 = time.perf_counter()
-    before = evaluator(model)
-    pm = evaluator.primary_metric or ""
-    primary = pm if pm in before else next((m for m in before if pm and m.endswith(pm)), next(iter(before)))
-    log(f"before training: {primary} = {before[primary]:.4f}")
-
     n_train = len(data.labels("train"))
     steps_per_epoch = n_train // config.batch_size if n_train > config.batch_size else 1
     total = steps_per_epoch * config.epochs
     eval_steps = config.eval_steps
     if eval_steps is None and config.evals_per_epoch is not None:
         eval_steps = max(1, steps_per_epoch // config.evals_per_epoch)
+    command = train_command(dataclasses.replace(config, eval_steps=eval_steps, evals_per_epoch=None))
+    # the library's card, with the command that reproduces this run (filled from here on: metrics, losses, logs)
+    model.model_card_data = SbertAlignModelCardData.from_card_data(
+        model.model_card_data, command=command, sbert_align_version=__version__
+    )
+    model.model_card_data.train_datasets = [{"name": data.name}]
+    model.model_card_data.add_tags(PROG)
+
+    t0 = time.perf_counter()
+    before = evaluator(model, epoch=0, steps=0)  # the card's training logs: step 0, before training
+    pm = evaluator.primary_metric or ""
+    primary = pm if pm in before else next((m for m in before if pm and m.endswith(pm)), next(iter(before)))
+    log(f"before training: {primary} = {before[primary]:.4f}")
+
     eval_points: list[tuple[float, float]] = [(0, before[primary])]
     last_eval: dict[str, Any] = {}
 
@@ -332,7 +487,7 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     if last_eval.get("step") == trainer.state.global_step:  # the trainer evaluated the final weights already
         after = {m: last_eval["metrics"][m] for m in before if m in last_eval["metrics"]}
     else:
-        after = evaluator(model)
+        after = evaluator(model, epoch=trainer.state.epoch, steps=trainer.state.global_step)
         eval_points.append((trainer.state.global_step, after[primary]))
     train_seconds = time.perf_counter() - t0
     log(f"after training: {primary} = {after[primary]:.4f}")
@@ -348,6 +503,8 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
         "batch_size": config.batch_size,
         "learning_rate": config.lr,
         "seed": config.seed,
+        "command": command,
+        "sbert_align_version": __version__,
         "steps": trainer.state.global_step,
         "primary_metric": primary,
         "before": before,
@@ -374,6 +531,16 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     )
     atomic_write_json(out / "metrics.json", metrics)
     log(f"saved {out / 'model'}, {out / 'metrics.json'}, {out / 'training_curve.png'}")
+    if config.push_to_hub:
+        log(f"pushing the model to the Hugging Face Hub: {config.push_to_hub}")
+        try:
+            url = model.push_to_hub(config.push_to_hub, private=True if config.hub_private else None)
+        except Exception as e:
+            raise CLIError(
+                f"--push-to-hub {config.push_to_hub}: the push failed ({first_line(e)}); the trained model is saved "
+                f"in {out / 'model'}, push it from there (SentenceTransformer(path).push_to_hub(...))."
+            ) from e
+        log(f"pushed: {url}")
     return TrainResult(metrics=metrics, model=model, data=data, out=out)
 
 
