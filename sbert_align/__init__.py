@@ -25,7 +25,13 @@ from .evaluation import (
     query_key_metrics,
 )
 from .kernels import pairwise_loss, similarity_topk
-from .losses import AllNegativesLoss, AnnealedPairLoss, ClassAlignmentLoss
+from .losses import (
+    AllNegativesLoss,
+    AnnealedPairLoss,
+    CachedAllNegativesLoss,
+    CachedClassAlignmentLoss,
+    ClassAlignmentLoss,
+)
 from .memory import MemoryBank, TrainingMemory
 from .objectives import CosineTargetObjective, MarginObjective, PairObjective, SupConObjective, get_objective
 from .schedules import Schedule, schedule_value
@@ -37,6 +43,8 @@ __all__ = [
     "ClassAlignmentLoss",
     "AllNegativesLoss",
     "AnnealedPairLoss",
+    "CachedClassAlignmentLoss",
+    "CachedAllNegativesLoss",
     "KNNEvaluator",
     "KMeansEvaluator",
     "QueryKeyTopKEvaluator",

@@ -337,7 +337,8 @@ class TrainingMemory:
             if rows.shape[1] < width or not within_step:
                 raise ValueError(
                     f"The memory bank holds embeddings of dimension {rows.shape[1]} but the model now gives {width}; "
-                    "call loss.memory.reset()."
+                    "call loss.memory.reset(). (Under MatryoshkaLoss, every step must include the full dimension: "
+                    "n_dims_per_step with a memory is not supported.)"
                 )
             rows = rows[:, :width]
         return rows, labels
