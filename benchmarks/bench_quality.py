@@ -589,7 +589,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.row:
         row = run_row(args, args.methods[0])
-        args.row_out.write_text(json.dumps(row, indent=2, default=str))
+        from sbert_align.files import atomic_write_json
+
+        atomic_write_json(args.row_out, row)
         return 0
 
     json_path, md_path = result_paths(args.out_dir, args.dataset, args.validation)

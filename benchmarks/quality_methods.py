@@ -412,6 +412,7 @@ def _setfit(ctx: Context) -> Trained:
         max_steps=steps,  # the same number of optimiser steps as every other row
         body_learning_rate=b.lr,
         warmup_proportion=b.warmup_ratio,
+        l2_weight=0.0,  # SetFit's default 0.01 would be weight decay no other row gets
         seed=b.seed,
         report_to="none",
         save_strategy="no",
@@ -514,7 +515,7 @@ loss_method(
 register(
     Method(
         "setfit",
-        "SetFit 1.2 (its defaults: CosineSimilarityLoss pairs + LogisticRegression head), same optimiser steps",
+        "SetFit 1.2 (its defaults: CosineSimilarityLoss pairs + LogisticRegression head), same optimiser steps, no weight decay",
         _setfit,
         "peer",
     )

@@ -304,10 +304,12 @@ class TrainingMemory:
     def begins_step(self, width: int, labels: Tensor) -> bool:
         """Whether a training call with embeddings of ``width`` dimensions and these ``labels`` is a new step.
 
-        A call with the very same ``labels`` tensor as the call before it and narrower embeddings is the same batch
-        at a smaller Matryoshka dimension (``MatryoshkaLoss`` calls its inner loss once per dimension, widest first,
-        with one labels tensor): it neither counts as a step nor adds to the memory, and it reads the memory as the
-        step's first call found it, cut to its width.
+        A call with the very same ``labels`` tensor as the training call before it and *narrower* embeddings is the
+        same batch at a smaller Matryoshka dimension (``MatryoshkaLoss`` calls its inner loss once per dimension,
+        widest first, with one labels tensor): it neither counts as a step nor adds to the memory, and it reads the
+        memory as the step's first call found it, cut to its width. A call of the same width is a new step, even
+        with the same labels tensor (a loop may reuse one); so wrappers that call the loss several times at one
+        width (``AdaptiveLayerLoss``, ``Matryoshka2dLoss``) count each call as a step.
         """
         last = self._last_labels() if self._last_labels is not None else None
         repeat = last is labels and self._last_width is not None and width < self._last_width
@@ -315,16 +317,19 @@ class TrainingMemory:
         self._last_labels = weakref.ref(labels) if isinstance(labels, Tensor) else None
         return not repeat
 
-    def keys(self, width: int | None = None, *, within_step: bool = False) -> tuple[Tensor, Tensor] | None:
+    def keys(
+        self, width: int | None = None, *, within_step: bool = False, cut: bool = False
+    ) -> tuple[Tensor, Tensor] | None:
         """The memory's rows and labels to compare a batch with, or None (no memory, warming up, or empty).
 
         Args:
-            width: The batch's dimension: the rows must have it, except within a step, where wider rows are cut to
-                their first ``width`` dimensions (a Matryoshka dimension compares like with like; the kernels
-                normalise after the cut). Anything else is a ``ValueError``.
+            width: The batch's dimension. The rows must have it, unless ``cut`` or ``within_step``: then wider rows
+                are cut to their first ``width`` dimensions (a Matryoshka dimension compares like with like; the
+                kernels normalise after the cut). Anything else is a ``ValueError``.
             within_step: A later call of the same step (:meth:`begins_step` was False): the staged batch of this
                 step is not written first, so that every call of a step reads the same memory, and the earlier
                 calls' backward still finds the rows it saw.
+            cut: Allow cutting wider rows outside a step too (evaluation passes, which write nothing).
         """
         if not self.active:
             return None
@@ -334,7 +339,7 @@ class TrainingMemory:
             return None
         rows, labels = self._bank.get_unordered()
         if width is not None and rows.shape[1] != width:
-            if rows.shape[1] < width or not within_step:
+            if rows.shape[1] < width or not (within_step or cut):
                 raise ValueError(
                     f"The memory bank holds embeddings of dimension {rows.shape[1]} but the model now gives {width}; "
                     "call loss.memory.reset(). (Under MatryoshkaLoss, every step must include the full dimension: "

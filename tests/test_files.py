@@ -346,34 +346,3 @@ def test_plots_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         plot_training_curve([(1, 9.0)], [], path)
     assert path.read_bytes() == good and _leftovers(tmp_path) == []
-
-
-def test_mteb_results_move_into_the_output_folder_only_on_success(tmp_path, monkeypatch):
-    mteb = pytest.importorskip("mteb")
-    from sbert_align import mteb as sb_mteb
-
-    out = tmp_path / "results"
-    out.mkdir()
-    (out / "earlier.json").write_text("earlier result")
-    tasks = [object()]
-    monkeypatch.setattr(sb_mteb, "resolve_tasks", lambda t: [])
-
-    class Result:
-        task_results = []
-
-    def fake_evaluate(model, task_objs, *, cache, **kw):
-        (cache.cache_path / "results").mkdir(parents=True, exist_ok=True)
-        (cache.cache_path / "results" / "task.json").write_text("{}")
-        if fail:
-            raise RuntimeError("task crashed")
-        return Result()
-
-    monkeypatch.setattr(mteb, "evaluate", fake_evaluate)
-    fail = True
-    with pytest.raises(ValueError, match="task crashed"):
-        sb_mteb.run_mteb(None, tasks, output_folder=out)
-    assert _snapshot(out) == {"earlier.json": b"earlier result"} and _leftovers(tmp_path) == []
-    fail = False
-    assert sb_mteb.run_mteb(None, tasks, output_folder=out) == []
-    assert _snapshot(out) == {"earlier.json": b"earlier result", "results/task.json": b"{}"}
-    assert _leftovers(tmp_path) == []

@@ -64,16 +64,27 @@ def test_a_narrower_batch_with_new_labels_is_still_refused():
 
 def test_matryoshka_trains_with_the_trainer_and_knn_at_a_truncated_dimension(tiny_model, tmp_path):
     texts, labels = toy_classes(16)
-    inner = ClassAlignmentLoss(tiny_model, memory_size=32, memory_warmup_steps=1)
+    inner = ClassAlignmentLoss(tiny_model, memory_size=64, memory_warmup_steps=1)
     loss = MatryoshkaLoss(tiny_model, inner, [32, 16, 8])
     args = Args(
-        str(tmp_path), max_steps=6, per_device_train_batch_size=8, learning_rate=1e-3, report_to="none", use_cpu=True
+        str(tmp_path),
+        max_steps=6,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        report_to="none",
+        use_cpu=True,
+        eval_strategy="steps",
+        eval_steps=3,  # the evaluation loss runs MatryoshkaLoss under no_grad against a filled memory
     )
+    data = Dataset.from_dict({"text": texts, "label": labels})
     trainer = SentenceTransformerTrainer(
-        model=tiny_model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels}), loss=loss
+        model=tiny_model, args=args, train_dataset=data, eval_dataset=data.select(range(16)), loss=loss
     )
     trainer.train()
-    assert inner.steps == 6 and inner.memory.get()[0].shape == (32, 32)  # 5 steps after warm-up, 8 rows each
+    # written once per step, at full width: 5 steps after the warm-up, 8 rows each
+    assert inner.steps == 6 and inner.memory.num_enqueued == 40 and inner.memory.get()[0].shape == (40, 32)
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    assert len(evals) == 2 and all(torch.isfinite(torch.tensor(evals)))
 
     test_texts, test_labels = toy_classes(5, seed=1)
     for dim in (32, 8):

@@ -287,10 +287,9 @@ def mteb_model_name(model: str) -> str:
     path = Path(model).expanduser()
     if not path.is_dir():
         return model if "/" in model else f"local/{model}"
-    path = path.resolve()
-    if path.name == "model" and path.parent.name:
-        return f"local/{path.parent.name}/model"
-    return f"local/{path.name or 'model'}"
+    from ..mteb import local_model_name
+
+    return local_model_name(path)
 
 
 def _run_mteb(model: Any, tasks: list, args: Any, results: dict[str, Any], log: Log) -> str | None:

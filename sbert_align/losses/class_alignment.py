@@ -164,6 +164,7 @@ class ClassAlignmentLoss(AlignmentLossBase):
         ``MatryoshkaLoss`` the calls for the smaller dimensions of a step (same labels tensor, narrower embeddings)
         compare with the memory's rows cut to their width and neither count as a step nor write to the memory, so
         the memory holds the step's widest embeddings (the full dimension when it is among the Matryoshka ones).
+        Evaluation passes (no gradients) read the memory cut to their width and write nothing.
         """
         if len(embeddings) != 1:
             raise ValueError(f"ClassAlignmentLoss expects the embeddings of one text column, got {len(embeddings)}.")
@@ -171,7 +172,8 @@ class ClassAlignmentLoss(AlignmentLossBase):
         labels = check_class_labels(labels, emb.shape[0], type(self).__name__).to(emb.device)
         keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
         new_step = self.is_training_step and self.training_memory.begins_step(emb.shape[1], labels_in)
-        memory = self.training_memory.keys(emb.shape[1], within_step=self.is_training_step and not new_step)
+        training = self.is_training_step
+        memory = self.training_memory.keys(emb.shape[1], within_step=training and not new_step, cut=not training)
         if memory is not None:
             keys.append(memory[0].to(emb.device))
             key_labels.append(memory[1].to(emb.device))

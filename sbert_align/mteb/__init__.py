@@ -32,7 +32,7 @@ Example::
 from __future__ import annotations
 
 from .results import MTEBTable, results_table
-from .run import content_revision, model_identity, run_mteb
+from .run import content_revision, local_model_name, model_identity, run_mteb
 from .tasks import (
     local_classification_task,
     local_clustering_task,
@@ -52,4 +52,5 @@ __all__ = [
     "resolve_tasks",
     "results_table",
     "run_mteb",
+    "local_model_name",
 ]

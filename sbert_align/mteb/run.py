@@ -37,7 +37,7 @@ from typing import Any
 from ..files import staged_files
 from .tasks import require_mteb, resolve_tasks, short_hash
 
-__all__ = ["content_revision", "model_identity", "run_mteb"]
+__all__ = ["content_revision", "model_identity", "run_mteb", "local_model_name"]
 
 #: the name MTEB gives a model it knows nothing about
 _NO_NAME = "no_model_name/available"
@@ -103,14 +103,23 @@ def _check_name(name: str) -> str:
     return name if "/" in name else f"{LOCAL_ORG}/{name}"
 
 
+def local_model_name(folder: str | Path) -> str:
+    """The name MTEB results of a local model folder are filed under: ``local/<folder name>``, or
+    ``local/<parent>/model`` for a folder named ``model`` (what ``sbert-align train`` writes: ``runs/t6/model`` ->
+    ``local/t6/model``). The CLI and :func:`run_mteb` both use it, so their results share one column."""
+    path = Path(folder).expanduser().resolve()
+    if path.name == "model" and path.parent.name:
+        return f"{LOCAL_ORG}/{path.parent.name}/model"
+    return f"{LOCAL_ORG}/{path.name or 'model'}"
+
+
 def _default_name(model: Any, mteb_name: str | None) -> str:
     if mteb_name and mteb_name != _NO_NAME and not mteb_name.startswith(("/", ".", "~")):
         return mteb_name
     modules = list(model.children()) if hasattr(model, "children") else []
     config = getattr(getattr(modules[0], "auto_model", None), "config", None) if modules else None
     source = str(getattr(config, "_name_or_path", "") or "").rstrip("/\\")
-    folder = Path(source).name if source else ""
-    return f"{LOCAL_ORG}/{folder}" if folder else f"{LOCAL_ORG}/sentence-transformer"
+    return local_model_name(source) if source else f"{LOCAL_ORG}/sentence-transformer"
 
 
 def _wrap(model: Any, model_name: str | None, model_revision: str | None):
