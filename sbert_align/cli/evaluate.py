@@ -236,16 +236,18 @@ def run_evaluate(args: Any, log: Log = print) -> dict[str, Any]:
         from ..mteb import resolve_tasks
 
         mteb_tasks = resolve_tasks(args.mteb)
-    model = load_model(args.model)
     results: dict[str, Any] = {"model": args.model}
     rows: list[list[Any]] = []
-    if args.data:
+    data = None
+    if args.data:  # checked before the model loads: bad data or metrics fail at once
         data = load_data(args.data, DataOptions.from_args(args), max_train=args.max_train_samples)
         if args.split == "validation":
             data = train_validation_split(data, args.validation_fraction, seed=args.seed)
         results["data"] = data.summary()
         metrics = args.metrics or default_metrics(data)
         check_metrics(data, metrics)
+    model = load_model(args.model)
+    if data is not None:
         for m, res in evaluate_data(
             model, data, metrics, split=args.split, k=args.k, show_progress_bar=not args.quiet
         ).items():
