@@ -16,18 +16,32 @@ fused kernel also gains from the tensor cores, which the chunked path does not u
 The issue's rule: ``auto`` switches to the fused kernel on CUDA only if it beats chunked here. Peak memory: CUDA
 ``max_memory_allocated`` minus the memory allocated before the call (inputs excluded).
 
+On the CPU (``--device cpu``, issue 10 part 4) the comparison is exact kNN against faiss instead: for each shape and
+thread count, interleaved (ours, faiss, floor, ours, faiss, floor, ...), medians of ``--reps`` calls:
+
+* ``ours``: ``similarity_topk(queries, keys, k)`` as a user calls it (raw inputs; it normalises them);
+* ``faiss``: ``faiss.IndexFlatIP.search`` on pre-normalised queries, the index built beforehand (not timed);
+* ``floor``: the matrix products of our tiles alone, into the same reused buffer, no selection;
+
+peak memory = the largest rise of the process's resident memory during one call (sampled every 2 ms), and
+whether ours and faiss return the same neighbours. Results: ``benchmarks/results/topk_cpu.{json,md}``.
+
 Usage::
 
+    python benchmarks/bench_topk.py --device cpu                  # 10000x100000 and 1000x1000000, D 384, k 10,
+                                                                  # 1 and 2 threads; writes topk_cpu.{json,md}
     python benchmarks/bench_topk.py --device cuda                 # writes benchmarks/results/topk_cuda.{json,md}
     TRITON_INTERPRET=1 python benchmarks/bench_topk.py --device cpu --shapes 70,3000,48,5 --dtypes float32
-        # a smoke run of the code path on CPU (interpreter timings mean nothing)
+        # a smoke run of the Triton code path on CPU (interpreter timings mean nothing)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,6 +54,7 @@ from bench_kernels import _median_seconds  # noqa: E402
 
 from sbert_align.files import atomic_write_text  # noqa: E402
 
+CPU_SHAPES = ["10000,100000,384,10", "1000,1000000,384,10"]
 DEFAULT_SHAPES = ["4096,1048576,768,10", "1024,1048576,384,10", "4096,65536,768,10", "1024,1048576,384,50"]
 
 
@@ -99,6 +114,161 @@ def run_shape(b: int, n: int, d: int, k: int, dtype_name: str, device: str, reps
     return row
 
 
+class _PeakRSS:
+    """The largest rise of this process's resident memory while the block runs (sampled every 2 ms)."""
+
+    def __enter__(self):
+        import threading
+
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.extra = self.peak - self.base
+
+
+def run_cpu_shape(b: int, n: int, d: int, k: int, threads: int, reps: int) -> dict:
+    """Ours vs faiss ``IndexFlatIP`` vs the matmul floor, interleaved, at one shape and thread count."""
+    import faiss
+    import torch
+
+    from sbert_align.kernels import normalize_rows, similarity_topk
+    from sbert_align.kernels.topk import CPU_KEY_TILE, CPU_QUERY_TILE
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(b, d, generator=g)
+    keys = torch.randn(n, d, generator=g)
+    qn, kn = normalize_rows(q).numpy(), normalize_rows(keys)
+    index = faiss.IndexFlatIP(d)
+    index.add(kn.numpy())
+
+    def ours():
+        return similarity_topk(q, keys, k)
+
+    def faiss_search():
+        return index.search(qn, k)
+
+    def floor():
+        qt = torch.from_numpy(qn)
+        buf = torch.empty(CPU_QUERY_TILE * CPU_KEY_TILE)
+        for ks in range(0, n, CPU_KEY_TILE):
+            kt = kn[ks : ks + CPU_KEY_TILE].T
+            for qs in range(0, b, CPU_QUERY_TILE):
+                part = qt[qs : qs + CPU_QUERY_TILE]
+                torch.mm(part, kt, out=buf[: part.shape[0] * kt.shape[1]].view(part.shape[0], kt.shape[1]))
+
+    methods = {"ours": ours, "faiss": faiss_search, "floor": floor}
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    peaks: dict[str, int] = {}
+    for name, fn in methods.items():  # warm-up, and the peak memory of one call
+        with _PeakRSS() as peak:
+            fn()
+        peaks[name] = peak.extra
+    for _ in range(reps):
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    (ov, oi), (fv, fi) = ours(), faiss_search()
+    fi = torch.from_numpy(fi)
+    row = {"B": b, "N": n, "D": d, "k": k, "threads": threads, "dtype": "float32", "reps": reps}
+    for name in methods:
+        row[f"{name}_s"] = statistics.median(times[name])
+        row[f"{name}_all_s"] = times[name]
+        row[f"{name}_peak_bytes"] = peaks[name]
+    row["ours_over_faiss"] = row["ours_s"] / row["faiss_s"]
+    row["ours_over_floor"] = row["ours_s"] / row["floor_s"]
+    row["faiss_over_floor"] = row["faiss_s"] / row["floor_s"]
+    row["same_indices_rows"] = float((oi == fi).all(1).float().mean())
+    row["same_index_sets_rows"] = float((oi.sort(1).values == fi.sort(1).values).all(1).float().mean())
+    row["max_value_diff"] = float((ov - torch.from_numpy(fv)).abs().max())
+    row["tile"] = f"{CPU_QUERY_TILE}x{CPU_KEY_TILE}"
+    print(
+        f"topk cpu B={b} N={n} D={d} k={k} threads={threads}: ours {row['ours_s']:.2f} s, faiss {row['faiss_s']:.2f}"
+        f" s, floor {row['floor_s']:.2f} s; ours/faiss {row['ours_over_faiss']:.2f}, ours/floor"
+        f" {row['ours_over_floor']:.2f}; same indices in {row['same_indices_rows']:.4f} of rows",
+        flush=True,
+    )
+    return row
+
+
+def write_cpu_reports(rows: list[dict], meta: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "topk_cpu.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [
+        f"# Exact kNN on the CPU: `similarity_topk` vs faiss `IndexFlatIP`, {meta['device_name']}",
+        "",
+        f"Generated by `python benchmarks/bench_topk.py --device cpu` on {meta['date']} (torch {meta['torch']}, faiss"
+        f" {meta['faiss']}). float32, random normal inputs (seed 0). Interleaved calls (ours, faiss, floor, ...);"
+        f" median of {meta['reps']} after a warm-up call. ours = `similarity_topk(q, keys, k)` on raw inputs (it"
+        " normalises them); faiss = `IndexFlatIP.search` on pre-normalised queries, index built beforehand; floor ="
+        " our tiles' matrix products alone (no selection). Peak = the rise of resident memory during one call"
+        " (inputs and the faiss index excluded). ours/faiss < 1 means ours is faster.",
+        "",
+        "| B | N | D | k | threads | ours | faiss | floor | ours/faiss | ours/floor | peak ours / faiss "
+        "| same indices (rows) | same sets (rows) | max value diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['B']} | {r['N']} | {r['D']} | {r['k']} | {r['threads']} | {r['ours_s']:.2f} s | {r['faiss_s']:.2f} s"
+            f" | {r['floor_s']:.2f} s | {r['ours_over_faiss']:.2f} | {r['ours_over_floor']:.2f} | "
+            f"{_mib(r['ours_peak_bytes'])} / {_mib(r['faiss_peak_bytes'])} | {r['same_indices_rows']:.4f} | "
+            f"{r['same_index_sets_rows']:.4f} | {r['max_value_diff']:.1e} |"
+        )
+    md = out_dir / "topk_cpu.md"
+    atomic_write_text(md, "\n".join(lines) + "\n")
+    return md
+
+
+def main_cpu(args) -> None:
+    import faiss
+    import torch
+
+    meta = {
+        "device": "cpu",
+        "device_name": _cpu_name(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "torch": torch.__version__,
+        "faiss": faiss.__version__,
+        "python": platform.python_version(),
+        "reps": args.reps,
+    }
+    rows = []
+    for shape in args.shapes or CPU_SHAPES:
+        b, n, d, k = (int(x) for x in shape.split(","))
+        for threads in args.threads:
+            rows.append(run_cpu_shape(b, n, d, k, threads, args.reps))
+            write_cpu_reports(rows, meta, args.out_dir)
+    print((args.out_dir / "topk_cpu.md").read_text())
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model} ({os.cpu_count()} logical CPUs)"
+
+
 def _mib(x) -> str:
     return "-" if x is None else f"{x / 2**20:.0f} MiB"
 
@@ -135,11 +305,18 @@ def write_reports(rows: list[dict], meta: dict, out_dir: Path) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
-    p.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES, help="B,N,D,k ...")
+    p.add_argument("--shapes", nargs="+", default=None, help="B,N,D,k ... (default: per device)")
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="CPU thread counts (--device cpu)")
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=None, help="calls per median (default 5 on cuda, 3 on cpu)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args()
+    if args.device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        args.reps = args.reps or 3
+        main_cpu(args)
+        return
+    args.reps = args.reps or 5
+    args.shapes = args.shapes or DEFAULT_SHAPES
     import torch
 
     meta = {

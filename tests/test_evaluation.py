@@ -403,7 +403,9 @@ def test_knn_evaluator_on_model(tiny_model, tmp_path, monkeypatch):
     results = evaluator(tiny_model, output_path=str(tmp_path), epoch=1, steps=10)
     assert set(results) == {"dev_accuracy", "dev_macro_f1"}
     assert evaluator.primary_metric == "dev_accuracy"
-    assert len(calls) == 1 and calls[0]["batch_size"] == 4 and calls[0]["show_progress_bar"] is False
+    # Queries first, then the references (one chunk here); never a progress bar of encode's own.
+    assert [len(c) for c in calls] and len(calls) == 2
+    assert all(c["batch_size"] == 4 and c["show_progress_bar"] is False for c in calls)
     # The evaluator's numbers are the metric function's on the same embeddings.
     ref, queries = tiny_model.encode(TEXTS[::2]), tiny_model.encode(TEXTS[1::2])
     expected = knn_metrics(ref, LABELS[::2], queries, LABELS[1::2], k=3)
@@ -451,7 +453,7 @@ def test_query_key_evaluator_on_model(tiny_model, tmp_path, monkeypatch):
     assert evaluator.ks == [1, 5]  # 10 and 100 are not below N = 8
     calls = _count_encode(tiny_model, monkeypatch)
     results = evaluator(tiny_model, output_path=str(tmp_path))
-    assert len(calls) == 1
+    assert len(calls) == 2  # queries and keys together, then the distractors
     assert evaluator.primary_metric == "qk_mrr"
     assert results["qk_top1_random_baseline"] == pytest.approx(1 / 8)
     expected = query_key_metrics(tiny_model.encode(queries), tiny_model.encode(keys + ["the a an", "one two"]), (1, 5))
@@ -655,3 +657,59 @@ def test_unseen_label_warning_lists_at_most_ten_names():
     message = str(caught[0].message)
     assert "12 labels" in message and "(12 items)" in message and "(2 more)" in message
     assert "'100'" in message and "'109'" in message and "'110'" not in message
+
+
+def _encoded_sizes(model, monkeypatch):
+    sizes = []
+    encode = model.encode
+
+    def spy(texts, *args, **kwargs):
+        sizes.append(len(texts))
+        return encode(texts, *args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", spy)
+    return sizes
+
+
+def test_knn_evaluator_streams_references_in_chunks(tiny_model, monkeypatch):
+    # References embedded and searched 3 at a time give the metrics of the whole set at once, ties and all
+    # (duplicated texts under other labels make exact ties).
+    refs, ref_labels = TEXTS + TEXTS[:4], LABELS + LABELS[1:5]
+    queries, query_labels = TEXTS[1::2], LABELS[1::2]
+    whole = knn_metrics(tiny_model.encode(refs), ref_labels, tiny_model.encode(queries), query_labels, k=3)
+    sizes = _encoded_sizes(tiny_model, monkeypatch)
+    evaluator = KNNEvaluator(refs, ref_labels, queries, query_labels, k=3, chunk_size=3, show_progress_bar=True)
+    results = evaluator(tiny_model)
+    assert sizes == [len(queries)] + [3] * (len(refs) // 3) + ([len(refs) % 3] if len(refs) % 3 else [])
+    assert results == pytest.approx(whole, abs=1e-9)
+
+
+def test_query_key_evaluator_streams_distractors_in_chunks(tiny_model, monkeypatch):
+    queries, keys = TEXTS[::2], TEXTS[1::2]
+    distractors = ["the a an", "one two", "three four five", "the city", "a river", "what is"]
+    expected = query_key_metrics(tiny_model.encode(queries), tiny_model.encode(keys + distractors), (1, 5))
+    sizes = _encoded_sizes(tiny_model, monkeypatch)
+    evaluator = QueryKeyTopKEvaluator(queries, keys, ks=(1, 5), distractor_keys=distractors, chunk_size=4)
+    results = evaluator(tiny_model)
+    assert sizes == [2 * len(queries), 4, 2]
+    assert results == pytest.approx(expected, abs=1e-6)
+
+
+def test_own_key_ranks_accumulator_matches_counting_on_the_full_matrix():
+    from sbert_align.evaluation.query_key import OwnKeyRanks
+
+    torch.manual_seed(0)
+    q, keys = torch.randn(11, 5, dtype=torch.float64), torch.randn(11, 5, dtype=torch.float64)
+    distractors = torch.cat([torch.randn(30, 5, dtype=torch.float64), keys[:3]])  # exact duplicates of own keys
+    sim = (
+        torch.nn.functional.normalize(q, dim=1)
+        @ torch.nn.functional.normalize(torch.cat([keys, distractors]), dim=1).T
+    )
+    # Duplicates of an own key tie with it (in the query's favour) even when scored in another product.
+    tol = 2 * 5**0.5 * torch.finfo(torch.float64).eps
+    expected = 1 + (sim > sim.diagonal()[:, None] + tol).sum(1)
+    assert (expected <= 1 + (sim > sim.diagonal()[:, None]).sum(1)).all()
+    ranker = OwnKeyRanks(q, keys, chunk_size=4, query_chunk_size=3)
+    for start in range(0, distractors.shape[0], 7):
+        ranker.add(distractors[start : start + 7])
+    assert torch.equal(ranker.ranks(), expected) and ranker.num_keys == 44

@@ -83,3 +83,72 @@ def test_triton_backend_refusals(monkeypatch):
             similarity_topk(q, keys, 3, backend="triton")
         with pytest.warns(UserWarning, match="CUDA"):
             similarity_topk(q, keys, 3)
+
+
+def _expected(q: torch.Tensor, keys: torch.Tensor, k: int, normalize: bool = True) -> list[list[int]]:
+    """Indices of the top-k by (value desc, index asc), from the full matrix: the independent reference."""
+    from sbert_align.kernels import normalize_rows
+
+    sim = (normalize_rows(q) @ normalize_rows(keys).T) if normalize else q @ keys.T
+    # A stable sort of the whole matrix keeps equal values in index order.
+    return torch.sort(sim, dim=1, descending=True, stable=True).indices[:, :k].tolist()
+
+
+@pytest.mark.parametrize("query_tile,key_tile", [(1, 1), (3, 5), (4, 64), (50, 7)])
+@pytest.mark.parametrize("k", [1, 6, 40])
+def test_streaming_topk_fed_in_uneven_chunks_matches_the_full_matrix(query_tile, key_tile, k):
+    from sbert_align.kernels import StreamingTopK
+
+    torch.manual_seed(k + key_tile)
+    q, keys = torch.randn(17, 9, dtype=torch.float64), torch.randn(203, 9, dtype=torch.float64)
+    keys[5] = 0.0  # a zero row and one below NORMALIZE_EPS: cosine 0 with every query
+    keys[100] *= 1e-8
+    search = StreamingTopK(q, k, query_tile=query_tile, key_tile=key_tile)
+    for start, stop in [(0, 3), (3, 50), (50, 51), (51, 203)]:
+        search.add(keys[start:stop])
+    values, indices = search.result()
+    ref_v, _ = reference_similarity_topk(q, keys, k)
+    assert indices.tolist() == _expected(q, keys, k)
+    assert torch.allclose(values, ref_v)
+
+
+def test_streaming_topk_when_every_tile_improves_every_row():
+    # Keys in increasing similarity to every query: each tile beats the running k-th best of every row, so the
+    # filter lets all rows through at every tile (the worst case for the filtered merge).
+    from sbert_align.kernels import StreamingTopK
+
+    q = torch.tensor([[1.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    angles = torch.linspace(3.0, 0.0, 300, dtype=torch.float64)
+    keys = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+    search = StreamingTopK(q, 7, query_tile=1, key_tile=16)
+    search.add(keys)
+    assert search.result()[1].tolist() == [list(range(299, 292, -1))] * 2
+
+
+def test_streaming_topk_ties_across_tiles_and_zero_rows():
+    from sbert_align.kernels import StreamingTopK
+
+    torch.manual_seed(1)
+    base = torch.randint(-3, 4, (6, 4)).double()
+    keys = torch.cat([base, base, torch.zeros(3, 4, dtype=torch.float64), base])  # exact duplicates in later tiles
+    q = torch.cat([torch.randint(-3, 4, (4, 4)).double(), torch.zeros(1, 4, dtype=torch.float64)])
+    for key_tile in (1, 4, 6, 7):
+        for k in (1, 5, 12, 21):
+            search = StreamingTopK(q, k, normalize=False, key_tile=key_tile, query_tile=2)
+            search.add(keys)
+            assert search.result()[1].tolist() == _expected(q, keys, k, normalize=False)
+
+
+def test_streaming_topk_errors():
+    from sbert_align.kernels import StreamingTopK
+
+    search = StreamingTopK(torch.randn(2, 4), 5)
+    search.add(torch.randn(3, 4))
+    with pytest.raises(ValueError, match="only 3 keys"):
+        search.result()
+    with pytest.raises(ValueError, match="dimension 4"):
+        search.add(torch.randn(3, 5))
+    with pytest.raises(ValueError, match="float64 keys"):
+        search.add(torch.randn(3, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="k must be"):
+        StreamingTopK(torch.randn(2, 4), 0)

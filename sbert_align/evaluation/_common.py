@@ -10,13 +10,14 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from torch import Tensor
+from tqdm.autonotebook import tqdm
 
 from ..data import find_empty_texts
 
@@ -178,6 +179,28 @@ class AlignmentEvaluator(BaseEvaluator):
         """Encode several input lists in one ``encode`` call (one progress bar) and split the result back."""
         embeddings = self.embed(model, [item for group in groups for item in group])
         return list(torch.split(embeddings, [len(group) for group in groups]))
+
+    def embed_chunks(self, model: SentenceTransformer, inputs: list, chunk_size: int, desc: str) -> Iterator[Tensor]:
+        """Encode ``inputs`` ``chunk_size`` at a time, yielding each chunk's embeddings (as :meth:`embed`).
+
+        What streams a large reference set through a search: only one chunk of embeddings exists at a time. With
+        ``show_progress_bar``, one bar counts the inputs of all chunks.
+        """
+        bar = tqdm(total=len(inputs), desc=desc, unit="text", disable=not self.show_progress_bar)
+        try:
+            for start in range(0, len(inputs), chunk_size):
+                chunk = inputs[start : start + chunk_size]
+                yield model.encode(
+                    chunk,
+                    batch_size=self.batch_size,
+                    show_progress_bar=False,
+                    convert_to_tensor=True,
+                    normalize_embeddings=True,
+                    truncate_dim=self.truncate_dim,
+                )
+                bar.update(len(chunk))
+        finally:
+            bar.close()
 
     def get_config_dict(self) -> dict[str, Any]:
         config = {}

@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score
 from torch import Tensor
 
 from ..data.labels import check_unseen_labels, encode_label_lists
-from ..kernels import similarity_topk
+from ..kernels import StreamingTopK, similarity_topk
 from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_same_length
 
 if TYPE_CHECKING:
@@ -118,16 +118,24 @@ def knn_classify(
             )
     k = check_k(k, references.shape[0], leave_one_out)
 
-    ref_ids_t = torch.as_tensor(ref_ids, device=references.device)
+    sims, idx = similarity_topk(queries, references, k + 1 if leave_one_out else k, chunk_size=chunk_size)
+    predicted = _vote_neighbours(sims, idx, ref_ids, len(classes), weights, k, leave_one_out)
+    return classes[predicted]
+
+
+def _vote_neighbours(
+    sims: Tensor, idx: Tensor, reference_ids: np.ndarray, num_classes: int, weights: str, k: int, leave_one_out: bool
+) -> np.ndarray:
+    """Class ids voted by each query's neighbours (``(Q, k)``, or ``k + 1`` with ``leave_one_out``), in chunks of
+    :data:`VOTE_CHUNK` queries, by the rules of :func:`knn_classify`."""
+    ref_ids_t = torch.as_tensor(reference_ids, device=idx.device)
     predictions = []
-    for start in range(0, queries.shape[0], VOTE_CHUNK):
-        chunk = queries[start : start + VOTE_CHUNK]
-        sims, idx = similarity_topk(chunk, references, k + 1 if leave_one_out else k, chunk_size=chunk_size)
-        sims, idx = _order_neighbours(sims, idx)
+    for start in range(0, sims.shape[0], VOTE_CHUNK):
+        s, i = _order_neighbours(sims[start : start + VOTE_CHUNK], idx[start : start + VOTE_CHUNK])
         if leave_one_out:
-            sims, idx = _drop_self(sims, idx, start, k)
-        predictions.append(_vote(sims.double(), ref_ids_t[idx], len(classes), weights))
-    return classes[torch.cat(predictions).cpu().numpy()]
+            s, i = _drop_self(s, i, start, k)
+        predictions.append(_vote(s.double(), ref_ids_t[i], num_classes, weights))
+    return torch.cat(predictions).cpu().numpy()
 
 
 def _order_neighbours(sims: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -267,9 +275,11 @@ class KNNEvaluator(AlignmentEvaluator):
     """Classify texts by a vote of their ``k`` most similar labelled reference texts; report accuracy and macro-F1.
 
     The class geometry a class-alignment loss trains is exactly what a kNN classifier reads, so this is the
-    evaluator to select checkpoints by. All texts are embedded once per call (L2-normalised); the neighbour search
-    streams over chunks of references (:func:`sbert_align.kernels.similarity_topk`), so a million references never
-    make a million x queries matrix. Votes, weights and tie-breaking are those of :func:`knn_classify`: cosine
+    evaluator to select checkpoints by. All texts are embedded once per call (L2-normalised). The queries are embedded
+    first; the references are then embedded and searched ``chunk_size`` at a time
+    (:class:`sbert_align.kernels.StreamingTopK`), so with a million references neither their embeddings nor a
+    million x queries matrix ever exist at once (with ``leave_one_out`` every reference is also a query, so all their
+    embeddings are held, and the search streams over them). Votes, weights and tie-breaking are those of :func:`knn_classify`: cosine
     similarity; ``"distance"`` weights are ``1 / (1 - cos)`` like scikit-learn's; ties go to the class with the
     higher summed similarity, then to the class of the nearest neighbour.
 
@@ -294,7 +304,7 @@ class KNNEvaluator(AlignmentEvaluator):
         write_csv: Append the metrics to ``knn_evaluation[_{name}]_results.csv`` in ``output_path`` when one is
             given (the trainer gives ``{output_dir}/eval``).
         truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
-        chunk_size: References per chunk of the neighbour search.
+        chunk_size: References embedded and searched at a time.
         allow_empty_texts: Embed empty and whitespace-only texts instead of refusing them.
 
     Raises:
@@ -374,20 +384,25 @@ class KNNEvaluator(AlignmentEvaluator):
         self.metric_names = ["accuracy", "macro_f1"]
 
     def compute_metrics(self, model: SentenceTransformer) -> dict[str, float]:
-        if self.leave_one_out:
-            references, queries = self.embed(model, self.reference_texts), None
-        else:
-            references, queries = self.embed_many(model, self.reference_texts, self.query_texts)
         # The labels were checked (and unseen query labels warned about) once, in __init__.
-        predicted = knn_classify(
-            references,
-            self.reference_ids,
-            queries,
-            k=self.k,
-            weights=self.weights,
-            leave_one_out=self.leave_one_out,
-            chunk_size=self.chunk_size,
-        )
+        if self.leave_one_out:
+            references = self.embed(model, self.reference_texts)
+            predicted = knn_classify(
+                references,
+                self.reference_ids,
+                None,
+                k=self.k,
+                weights=self.weights,
+                leave_one_out=True,
+                chunk_size=self.chunk_size,
+            )
+            return _scores(predicted, self.query_ids)
+        # References are embedded and searched one chunk at a time: a million of them never exist at once.
+        search = StreamingTopK(self.embed(model, self.query_texts), self.k)
+        for chunk in self.embed_chunks(model, self.reference_texts, self.chunk_size, "Embedding references"):
+            search.add(chunk)
+        sims, idx = search.result()
+        predicted = _vote_neighbours(sims, idx, self.reference_ids, len(self.classes), self.weights, self.k, False)
         return _scores(predicted, self.query_ids)
 
     @property

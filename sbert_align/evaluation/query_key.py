@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["QueryKeyTopKEvaluator", "query_key_metrics", "own_key_ranks", "resolve_ks"]
+__all__ = ["QueryKeyTopKEvaluator", "OwnKeyRanks", "query_key_metrics", "own_key_ranks", "resolve_ks"]
 
 
 def resolve_ks(ks: Iterable[int], num_keys: int) -> list[int]:
@@ -44,7 +45,75 @@ def resolve_ks(ks: Iterable[int], num_keys: int) -> list[int]:
     return kept
 
 
-@torch.no_grad()
+class OwnKeyRanks:
+    """Exact own-key ranks of paired queries, with distractor keys fed in chunks.
+
+    ``rank_i = 1 + #{j : cos(q_i, k_j) > cos(q_i, k_i) + tol}`` over the paired keys and every distractor added
+    with :meth:`add`; ties count in the query's favour, so a duplicate of the own key does not push it down, even
+    when the two are scored in different matrix products (``tol = 2 sqrt(D) eps``, a few units of rounding). The paired
+    keys are scored at construction: for each chunk of queries, the block of their own keys first (its diagonal is the
+    own similarity, taken from the same product it is compared within), then the other paired keys, only counted.
+    Distractors are then only counted, so they can be embedded and fed a chunk at a time. Held: the normalised
+    queries, their own similarities and counts, and one ``query_chunk_size x chunk_size`` tile.
+
+    Args:
+        queries: ``(Q, D)``.
+        keys: ``(Q, D)``: key ``i`` belongs to query ``i``.
+        chunk_size: Keys per tile.
+        query_chunk_size: Queries per tile.
+    """
+
+    @torch.no_grad()
+    def __init__(self, queries: Tensor, keys: Tensor, *, chunk_size: int = 16384, query_chunk_size: int = 1024):
+        if chunk_size < 1 or query_chunk_size < 1:
+            raise ValueError(f"chunk_size and query_chunk_size must be >= 1, got {chunk_size} and {query_chunk_size}.")
+        if keys.shape[0] != queries.shape[0]:
+            raise ValueError(f"one key per query: {queries.shape[0]} queries, {keys.shape[0]} keys.")
+        self.dtype = torch.float64 if torch.float64 in (queries.dtype, keys.dtype) else torch.float32
+        self.chunk_size, self.query_chunk_size = chunk_size, query_chunk_size
+        self.queries = normalize_rows(queries.to(self.dtype))
+        #: Similarities within this of the own key's count as ties: ``2 sqrt(D)`` units of rounding, the typical
+        #: difference between two summation orders of a D-term dot product of unit vectors.
+        self.tolerance = 2.0 * math.sqrt(queries.shape[1]) * torch.finfo(self.dtype).eps
+        self.own = torch.empty(queries.shape[0], 1, dtype=self.dtype, device=queries.device)
+        self.counts = torch.zeros(queries.shape[0], dtype=torch.long, device=queries.device)
+        self.num_keys = keys.shape[0]
+        n = keys.shape[0]
+        for a in range(0, n, query_chunk_size):
+            q = self.queries[a : a + query_chunk_size]
+            b = a + q.shape[0]
+            own_block = q @ normalize_rows(keys[a:b].to(device=q.device, dtype=self.dtype)).T
+            # A key beats the own key only by more than the rounding of two products: the same pair scored in two
+            # matrix products (another chunking, a duplicate text among the distractors) can differ in the last
+            # bits, and such a near-tie counts in the query's favour like an exact one.
+            self.own[a:b] = own_block.diagonal()[:, None] + self.tolerance
+            self.counts[a:b] = (own_block > self.own[a:b]).sum(dim=1)
+            for start, stop in ((0, a), (b, n)):
+                for s in range(start, stop, chunk_size):
+                    self._count(a, keys[s : min(s + chunk_size, stop)])
+
+    def _count(self, a: int, keys: Tensor) -> None:
+        q = self.queries[a : a + self.query_chunk_size]
+        kc = normalize_rows(keys.to(device=q.device, dtype=self.dtype))
+        self.counts[a : a + q.shape[0]] += ((q @ kc.T) > self.own[a : a + q.shape[0]]).sum(dim=1)
+
+    @torch.no_grad()
+    def add(self, distractors: Tensor) -> None:
+        """Count the distractor keys ``(n, D)`` that beat each query's own key."""
+        if distractors.dim() != 2 or distractors.shape[1] != self.queries.shape[1]:
+            raise ValueError(
+                f"distractors must be 2-D with dimension {self.queries.shape[1]}, got {tuple(distractors.shape)}."
+            )
+        for s in range(0, distractors.shape[0], self.chunk_size):
+            for a in range(0, self.queries.shape[0], self.query_chunk_size):
+                self._count(a, distractors[s : s + self.chunk_size])
+        self.num_keys += distractors.shape[0]
+
+    def ranks(self) -> Tensor:
+        """``(Q,)`` int64 1-based ranks among all keys seen."""
+        return self.counts + 1
+
+
 def own_key_ranks(
     queries: Tensor,
     keys: Tensor,
@@ -55,9 +124,8 @@ def own_key_ranks(
     """1-based rank of key ``i`` among all keys by cosine similarity to query ``i``, without an (Q x N) matrix.
 
     ``rank_i = 1 + #{j : cos(q_i, k_j) > cos(q_i, k_i)}``: ties count in the query's favour, so a duplicate of the
-    own key does not push it down. For each chunk of queries, the block of their own keys is scored first (its
-    diagonal is the own similarity, taken from the same product it is compared within), then the other keys are
-    streamed in chunks of ``chunk_size`` and only counted. Peak memory: ``O(query_chunk_size * chunk_size)``.
+    own key does not push it down. Computed by :class:`OwnKeyRanks`. Peak memory:
+    ``O(query_chunk_size * chunk_size)`` beside the inputs.
 
     Args:
         queries: ``(Q, D)``.
@@ -68,27 +136,24 @@ def own_key_ranks(
     Returns:
         ``(Q,)`` int64 ranks on ``queries``' device.
     """
-    if chunk_size < 1 or query_chunk_size < 1:
-        raise ValueError(f"chunk_size and query_chunk_size must be >= 1, got {chunk_size} and {query_chunk_size}.")
     if keys.shape[0] < queries.shape[0]:
         raise ValueError(
             f"there must be at least one key per query: {queries.shape[0]} queries, {keys.shape[0]} keys."
         )
-    dtype = torch.float64 if torch.float64 in (queries.dtype, keys.dtype) else torch.float32
-    n = keys.shape[0]
-    ranks = []
-    for a in range(0, queries.shape[0], query_chunk_size):
-        q = normalize_rows(queries[a : a + query_chunk_size].to(dtype))
-        b = a + q.shape[0]
-        own_block = q @ normalize_rows(keys[a:b].to(device=q.device, dtype=dtype)).T
-        own = own_block.diagonal()[:, None]
-        count = (own_block > own).sum(dim=1)
-        for start, stop in ((0, a), (b, n)):
-            for s in range(start, stop, chunk_size):
-                kc = normalize_rows(keys[s : min(s + chunk_size, stop)].to(device=q.device, dtype=dtype))
-                count += ((q @ kc.T) > own).sum(dim=1)
-        ranks.append(count + 1)
-    return torch.cat(ranks)
+    q = queries.shape[0]
+    ranker = OwnKeyRanks(queries, keys[:q], chunk_size=chunk_size, query_chunk_size=query_chunk_size)
+    ranker.add(keys[q:])
+    return ranker.ranks()
+
+
+def _metrics_from_ranks(ranks: np.ndarray, n: int, ks: list[int]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for k in ks:
+        metrics[f"top{k}_accuracy"] = float(np.mean(ranks <= k))
+        metrics[f"top{k}_random_baseline"] = k / n
+    metrics["mrr"] = float(np.mean(1.0 / ranks))
+    metrics["mrr_random_baseline"] = float(np.sum(1.0 / np.arange(1, n + 1)) / n)
+    return metrics
 
 
 def query_key_metrics(
@@ -134,13 +199,7 @@ def query_key_metrics(
     n = keys.shape[0]
     ks = resolve_ks(ks, n)
     ranks = own_key_ranks(queries, keys, chunk_size=chunk_size).cpu().numpy()
-    metrics: dict[str, float] = {}
-    for k in ks:
-        metrics[f"top{k}_accuracy"] = float(np.mean(ranks <= k))
-        metrics[f"top{k}_random_baseline"] = k / n
-    metrics["mrr"] = float(np.mean(1.0 / ranks))
-    metrics["mrr_random_baseline"] = float(np.sum(1.0 / np.arange(1, n + 1)) / n)
-    return metrics
+    return _metrics_from_ranks(ranks, n, ks)
 
 
 class QueryKeyTopKEvaluator(AlignmentEvaluator):
@@ -149,7 +208,8 @@ class QueryKeyTopKEvaluator(AlignmentEvaluator):
     ``keys[i]`` is the match of ``queries[i]`` (e.g. a question and its answer, a title and its abstract). Every
     query is ranked against all ``N = len(keys) + len(distractor_keys)`` keys by cosine similarity; the own key's
     exact rank is counted in chunks (:func:`own_key_ranks`), never with an ``N x N`` matrix. Ties count in the
-    query's favour (a duplicate key does not push the own key down).
+    query's favour (a duplicate key does not push the own key down). Queries and their keys are embedded first;
+    distractor keys are then embedded and counted ``chunk_size`` at a time, so a million of them never exist at once.
 
     Metrics, prefixed with ``name`` when it is set: ``top{k}_accuracy`` for each ``k`` in ``ks``, with
     ``top{k}_random_baseline = k / N`` beside it; ``mrr`` (primary, over the full ranking) and
@@ -167,7 +227,7 @@ class QueryKeyTopKEvaluator(AlignmentEvaluator):
         write_csv: Append the metrics to ``query_key_evaluation[_{name}]_results.csv`` in ``output_path`` when one
             is given.
         truncate_dim: Truncate embeddings to this dimension (Matryoshka models); None keeps the model's own.
-        chunk_size: Keys per chunk when ranking.
+        chunk_size: Keys per chunk when ranking; distractor keys embedded at a time.
         allow_empty_texts: Embed empty and whitespace-only texts instead of refusing them.
 
     Raises:
@@ -227,8 +287,12 @@ class QueryKeyTopKEvaluator(AlignmentEvaluator):
         ]
 
     def compute_metrics(self, model: SentenceTransformer) -> dict[str, float]:
-        queries, keys = self.embed_many(model, self.queries, self.keys + self.distractor_keys)
-        return query_key_metrics(queries, keys, self.ks, chunk_size=self.chunk_size)
+        queries, keys = self.embed_many(model, self.queries, self.keys)
+        ranker = OwnKeyRanks(queries, keys, chunk_size=self.chunk_size)
+        # Distractors are embedded and counted one chunk at a time: a million of them never exist at once.
+        for chunk in self.embed_chunks(model, self.distractor_keys, self.chunk_size, "Embedding distractor keys"):
+            ranker.add(chunk)
+        return _metrics_from_ranks(ranker.ranks().cpu().numpy(), self.num_keys, self.ks)
 
     @property
     def description(self) -> str:

@@ -31,11 +31,12 @@ from ..objectives import PairObjective, get_objective
 from ._inputs import PairInputs, check_pair_inputs
 from ._normalize import NORMALIZE_EPS, normalize_rows
 from .reference import reference_pairwise_loss
-from .topk import FUSED_TOPK_MAX_K, chunked_similarity_topk
+from .topk import FUSED_TOPK_MAX_K, StreamingTopK, chunked_similarity_topk
 
 __all__ = [
     "pairwise_loss",
     "similarity_topk",
+    "StreamingTopK",
     "resolve_backend",
     "resolve_topk_backend",
     "BACKENDS",
