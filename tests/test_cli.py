@@ -695,3 +695,159 @@ def test_text_label_columns_and_empty_texts(capsys, tmp_path, tiny_model_dir):
     code, _, err = _run(capsys, [*argv, "--out", str(tmp_path / "e2.json"), "--allow-empty-texts"])
     assert code == 0, err
     assert "knn" in json.loads((tmp_path / "e2.json").read_text())
+
+
+# ----------------------------------------------------------------------------------------------- predict (issue 11)
+def _predictions(text: str) -> list[dict[str, str]]:
+    rows = list(csv.DictReader(text.splitlines()))
+    assert rows and list(rows[0]) == ["text", "label", "score"]
+    return rows
+
+
+def _knn_reference(model_dir, train_texts, train_labels, queries, k):
+    """Labels and top-1 cosine scores computed without the classifier: knn_classify on the model's embeddings."""
+    from sentence_transformers import SentenceTransformer
+
+    from sbert_align.evaluation import knn_classify
+
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    refs = model.encode(train_texts, convert_to_tensor=True, normalize_embeddings=True)
+    q = model.encode(queries, convert_to_tensor=True, normalize_embeddings=True)
+    labels = knn_classify(refs, train_labels, q, k=k)
+    return list(labels), (q.double() @ refs.double().T).max(dim=1).values.numpy()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model_dir, toy_dir):
+    """One class-alignment run on the toy data: its --out folder (model/ holds the kNN classifier)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    argv = ["train", "--model", str(tiny_model_dir), "--data", str(toy_dir), "--loss", "class-alignment"]
+    argv += ["--memory-size", "16", "--epochs", "1", "--batch-size", "16", "--lr", "1e-3", "--k", "3"]
+    assert cli.main([*argv, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_predict_help_and_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["predict", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: sbert-align predict" in out and "--train-data" in out and "--threshold" in out
+    with pytest.raises(SystemExit) as e:
+        cli.main(["predict", "--model", "m", "--input", "-", "--threshold", "high"])
+    assert e.value.code == 2
+    _assert_one_line_error(capsys.readouterr().err, "--threshold", "'none'")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["predict", "--model", "m"])
+    assert e.value.code == 2
+    _assert_one_line_error(capsys.readouterr().err, "--input")
+
+
+def test_train_saves_a_classifier_that_predict_uses(capsys, monkeypatch, tmp_path, trained_run, toy_dir):
+    import io
+
+    from sentence_transformers import SentenceTransformer
+
+    from sbert_align.classifier import KNNClassifier
+
+    model_dir = trained_run / "model"
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["classifier"] == {"folder": "model/knn_classifier", "k": 3, "references": 72}
+    assert (model_dir / "knn_classifier" / "index.safetensors").is_file()
+    assert SentenceTransformer(str(model_dir), device="cpu").encode(["city"]).shape == (1, 32)  # still a plain model
+    data = load_splits(toy_dir)
+    queries = data.texts("test")[::3]
+    expected, scores = _knn_reference(model_dir, data.texts("train"), data.label_strings("train"), queries, k=3)
+    assert list(KNNClassifier.load(model_dir).predict(queries)) == expected
+
+    # a .txt file (blank lines skipped) to stdout
+    txt = tmp_path / "q.txt"
+    txt.write_text("\n".join(queries[:3]) + "\n\n" + "\n".join(queries[3:]) + "\n")
+    code, printed, err = _run(capsys, ["predict", "--model", str(model_dir), "--input", str(txt), "--quiet"])
+    assert code == 0, err
+    rows = _predictions(printed)
+    assert [r["text"] for r in rows] == queries and [r["label"] for r in rows] == expected
+    np.testing.assert_allclose([float(r["score"]) for r in rows], scores, atol=2e-6)
+
+    # standard input, to --output; an existing --output needs --overwrite
+    out = tmp_path / "pred.csv"
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(queries) + "\n"))
+    code, printed, err = _run(capsys, ["predict", "--model", str(model_dir), "--input", "-", "--output", str(out)])
+    assert code == 0, err
+    assert printed == "" and [r["label"] for r in _predictions(out.read_text())] == expected
+    before = out.read_bytes()
+    code, _, err = _run(capsys, ["predict", "--model", str(model_dir), "--input", str(txt), "--output", str(out)])
+    assert code == 1
+    _assert_one_line_error(err, "exists", "--overwrite")
+    assert out.read_bytes() == before
+
+    # a threshold above every score: everything is out of scope, under the label asked for
+    argv = ["predict", "--model", str(model_dir), "--input", str(txt), "--output", str(out), "--overwrite"]
+    code, _, err = _run(capsys, [*argv, "--threshold", "1.5", "--unknown-label", "none-of-these"])
+    assert code == 0, err
+    assert {r["label"] for r in _predictions(out.read_text())} == {"none-of-these"}
+    assert _leftovers(tmp_path) == []
+    # an unknown label that is a class is refused
+    code, _, err = _run(capsys, [*argv, "--threshold", "0.5", "--unknown-label", "geo"])
+    assert code == 1
+    _assert_one_line_error(err, "unknown_label 'geo' is also one of the classes")
+
+
+def test_predict_reads_tables_and_fits_on_train_data(capsys, tmp_path, tiny_model_dir, toy_dir):
+    data = load_splits(toy_dir)
+    queries = data.texts("test")[:5]
+    table = tmp_path / "q.csv"
+    _write(table, ["id", "question"], [(i, q) for i, q in enumerate(queries)])
+    argv = ["predict", "--model", str(tiny_model_dir), "--input", str(table), "--quiet"]
+
+    # a model folder without a classifier: one line saying what to do
+    code, _, err = _run(capsys, [*argv, "--text-column", "question"])
+    assert code == 1
+    _assert_one_line_error(err, "has no kNN classifier", "--train-data", "sbert-align train")
+
+    code, printed, err = _run(capsys, [*argv, "--text-column", "question", "--train-data", str(toy_dir), "--k", "3"])
+    assert code == 0, err
+    expected, scores = _knn_reference(tiny_model_dir, data.texts("train"), data.label_strings("train"), queries, 3)
+    rows = _predictions(printed)
+    assert [r["label"] for r in rows] == expected
+    np.testing.assert_allclose([float(r["score"]) for r in rows], scores, atol=2e-6)
+
+    code, _, err = _run(capsys, [*argv, "--train-data", str(toy_dir)])  # no 'text' column and two columns
+    assert code == 1
+    _assert_one_line_error(err, "no 'text' or 'sentence' column", "--text-column")
+    empty = tmp_path / "empty.csv"
+    _write(empty, ["text", "id"], [("city river", 1), (" ", 2)])
+    code, _, err = _run(
+        capsys, ["predict", "--model", str(tiny_model_dir), "--input", str(empty), "--train-data", str(toy_dir)]
+    )
+    assert code == 1
+    _assert_one_line_error(err, "1 empty text", "line 3", "--allow-empty-texts")
+    code, _, err = _run(capsys, ["predict", "--model", str(tiny_model_dir), "--input", str(tmp_path / "missing.txt")])
+    assert code == 1
+    _assert_one_line_error(err, "no such file")
+
+
+def test_train_no_classifier(capsys, tmp_path, tiny_model_dir, toy_dir, pair_dir):
+    base = ["train", "--model", str(tiny_model_dir), "--epochs", "1", "--batch-size", "16", "--quiet"]
+    code, _, err = _run(
+        capsys,
+        [*base, "--data", str(toy_dir), "--loss", "all-negatives", "--no-classifier", "--out", str(tmp_path / "a")],
+    )
+    assert code == 0, err
+    assert not (tmp_path / "a" / "model" / "knn_classifier").exists()
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["classifier"] is None
+    assert "--no-classifier" not in json.loads((tmp_path / "a" / "metrics.json").read_text())["command"]
+    argv = [
+        *base,
+        "--data",
+        str(pair_dir),
+        "--loss",
+        "annealed-pair",
+        "--anneal-steps",
+        "2",
+        "--out",
+        str(tmp_path / "p"),
+    ]
+    code, _, err = _run(capsys, argv)  # pairs: nothing to classify, no classifier
+    assert code == 0, err
+    assert not (tmp_path / "p" / "model" / "knn_classifier").exists()

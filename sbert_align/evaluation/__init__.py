@@ -10,9 +10,10 @@ Each evaluator calls a pure function on embeddings (:func:`knn_classify` / :func
 
 from __future__ import annotations
 
+from ._common import check_inputs, check_same_length
 from .clustering import KMeansEvaluator, kmeans_metrics
 from .knn import KNNEvaluator, knn_classify, knn_metrics
-from .query_key import QueryKeyTopKEvaluator, own_key_ranks, query_key_metrics
+from .query_key import OwnKeyRanks, QueryKeyTopKEvaluator, own_key_ranks, query_key_metrics
 
 __all__ = [
     "KNNEvaluator",
@@ -23,4 +24,7 @@ __all__ = [
     "kmeans_metrics",
     "query_key_metrics",
     "own_key_ranks",
+    "OwnKeyRanks",
+    "check_inputs",
+    "check_same_length",
 ]

@@ -16,7 +16,7 @@ from ._common import AlignmentEvaluator, check_embeddings, check_inputs, check_s
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["KNNEvaluator", "knn_classify", "knn_metrics", "check_k"]
+__all__ = ["KNNEvaluator", "knn_classify", "knn_metrics", "check_k", "order_neighbours", "vote", "vote_weights"]
 
 WEIGHTS = ("uniform", "distance")
 #: Queries voted at once; bounds the (queries x classes) vote table.
@@ -131,14 +131,14 @@ def _vote_neighbours(
     ref_ids_t = torch.as_tensor(reference_ids, device=idx.device)
     predictions = []
     for start in range(0, sims.shape[0], VOTE_CHUNK):
-        s, i = _order_neighbours(sims[start : start + VOTE_CHUNK], idx[start : start + VOTE_CHUNK])
+        s, i = order_neighbours(sims[start : start + VOTE_CHUNK], idx[start : start + VOTE_CHUNK])
         if leave_one_out:
             s, i = _drop_self(s, i, start, k)
-        predictions.append(_vote(s.double(), ref_ids_t[i], num_classes, weights))
+        predictions.append(vote(s.double(), ref_ids_t[i], num_classes, weights))
     return torch.cat(predictions).cpu().numpy()
 
 
-def _order_neighbours(sims: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+def order_neighbours(sims: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     """Sort each row by decreasing similarity, equal similarities by increasing reference index.
 
     ``similarity_topk`` returns neighbours most similar first, but its order among equal similarities is not
@@ -160,15 +160,20 @@ def _drop_self(sims: Tensor, idx: Tensor, offset: int, k: int) -> tuple[Tensor, 
     return sims[keep].view(-1, k), idx[keep].view(-1, k)
 
 
-def _vote(sims: Tensor, labels: Tensor, num_classes: int, weights: str) -> Tensor:
+def vote_weights(sims: Tensor, weights: str) -> Tensor:
+    """Each neighbour's vote: 1 (``"uniform"``), or ``1 / (1 - cos)`` (``"distance"``; neighbours at distance 0 take
+    all the vote when a row has any, as scikit-learn's), for neighbour similarities ``sims`` ``(Q, k)``."""
+    if weights == "uniform":
+        return torch.ones_like(sims)
+    dist = (1.0 - sims).clamp_min(0.0)
+    zero = dist == 0
+    return torch.where(zero.any(dim=1, keepdim=True), zero.to(sims.dtype), 1.0 / dist)
+
+
+def vote(sims: Tensor, labels: Tensor, num_classes: int, weights: str) -> Tensor:
     """Class ids chosen by the votes of neighbours ``labels`` (rows sorted by decreasing similarity ``sims``)."""
     rows, k = labels.shape
-    if weights == "uniform":
-        w = torch.ones_like(sims)
-    else:
-        dist = (1.0 - sims).clamp_min(0.0)
-        zero = dist == 0
-        w = torch.where(zero.any(dim=1, keepdim=True), zero.to(sims.dtype), 1.0 / dist)
+    w = vote_weights(sims, weights)
     votes = torch.zeros(rows, num_classes, dtype=sims.dtype, device=sims.device).scatter_add_(1, labels, w)
     summed = torch.zeros_like(votes).scatter_add_(1, labels, sims)
     # Rank of each class's nearest neighbour (k for classes without neighbours): scatter the smallest position.
