@@ -211,7 +211,7 @@ def test_subsample_is_seeded_and_bounded():
 # ----------------------------------------------------------------------------------------------- package layout
 
 
-def test_old_names_still_import_and_data_imports_no_other_package():
+def test_old_names_still_import_and_data_imports_no_other_package_but_files():
     import ast
     from pathlib import Path
 
@@ -246,6 +246,9 @@ def test_old_names_still_import_and_data_imports_no_other_package():
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.ImportFrom):
                 target = "." * node.level + (node.module or "")
+                # The one exception: the leaf module of atomic writes, which imports nothing of the package.
+                if target in ("..files", "sbert_align.files"):
+                    continue
                 assert not (node.level >= 2 or target.startswith("sbert_align")), (module.name, target)
 
 

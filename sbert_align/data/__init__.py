@@ -14,7 +14,11 @@ One concern per module:
 * :mod:`.columns`: which columns hold the texts and the label, and whether the labels are classes or scores;
 * :mod:`.building`: located rows -> :class:`SplitSet`, with every row checked;
 * :mod:`.loading`: :func:`load_splits` (names, files, folders, the hub) and :func:`from_hf_dataset`;
-* :mod:`.pairs`: :func:`symmetrize_pairs` (only after the split) and :class:`PairLeakWarning`.
+* :mod:`.pairs`: :func:`symmetrize_pairs` (only after the split) and :class:`PairLeakWarning`;
+* :mod:`.corpus`: real prose for self-supervised pairs: :func:`read_python_docs` (the Python documentation from
+  Debian's ``python3-doc``), :class:`Document`;
+* :mod:`.nearby`: :func:`nearby_pairs` (units near each other in one document, never across documents) and
+  :func:`split_documents` (train / held-out by document).
 
 Example::
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 from .carving import carve_indices, train_validation_split
 from .container import SplitSet
+from .corpus import Document, html_to_document, load_documents, python_docs_dir, read_python_docs, save_documents
 from .labels import (
     LabelEncoding,
     UnseenLabelWarning,
@@ -51,12 +56,32 @@ from .named import (
     resolve_named_set,
     shared_data_dir,
 )
+from .nearby import (
+    NearbyPairs,
+    ShortDocumentWarning,
+    document_units,
+    nearby_pairs,
+    split_documents,
+    split_sentences,
+)
 from .pairs import PairLeakWarning, symmetrize_pairs
 from .reading import Rows, check_columns, read_rows, read_table
 from .texts import find_empty_texts
 
 __all__ = [
     "SplitSet",
+    "Document",
+    "read_python_docs",
+    "html_to_document",
+    "python_docs_dir",
+    "save_documents",
+    "load_documents",
+    "nearby_pairs",
+    "NearbyPairs",
+    "split_documents",
+    "split_sentences",
+    "document_units",
+    "ShortDocumentWarning",
     "LabelEncoding",
     "encode_labels",
     "decode_labels",
