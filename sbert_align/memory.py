@@ -3,7 +3,10 @@
 and the state a checkpoint needs).
 
 The memory lets every class find positives and negatives beyond the current batch. It lives on the embeddings'
-device, in the dtype you choose, and never keeps a graph: what goes in is detached.
+device, in the dtype you choose, and never keeps a graph: what goes in is detached. Besides its class label, each row
+may carry a *confound* label (a source, publisher or template id; see :mod:`sbert_align.kernels.confound`), so that a
+loss can also find the pairs that share the confound but not the class beyond the batch. A row written without one has
+the confound :data:`~sbert_align.kernels.confound.CONFOUND_NONE` (-1, unknown).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .kernels._inputs import check_labels
+from .kernels.confound import CONFOUND_NONE, check_confounds
 
 __all__ = ["MemoryBank", "TrainingMemory"]
 
@@ -39,14 +43,19 @@ def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 class MemoryBank:
-    """A memory of past embeddings with their integer labels.
+    """A memory of past embeddings with their integer labels (and, optionally, integer confound labels).
 
     Two modes:
 
     * ``"queue"`` (default): a ring of the last ``size`` embeddings; when full, the oldest are overwritten.
       With ``size = len(train_dataset)`` it holds (about) every example's latest embedding.
     * ``"prototypes"``: one vector per class, an exponential moving average of the class's batch means,
-      ``p <- momentum * p + (1 - momentum) * mean``; ``size`` caps the number of classes.
+      ``p <- momentum * p + (1 - momentum) * mean``; ``size`` caps the number of classes. A class mean mixes
+      confounds, so prototypes carry none (their confound is ``CONFOUND_NONE``).
+
+    Confounds: :meth:`enqueue` takes an optional ``confounds`` tensor (one id >= 0 per row) and keeps each with its
+    row; ``get(with_confounds=True)`` returns them; rows written without one read as ``CONFOUND_NONE`` (-1). They are
+    part of :meth:`state_dict`; a state saved before confounds existed loads with every row's confound unknown.
 
     Args:
         size: Capacity (rows for the queue, classes for prototypes); must be > 0.
@@ -66,6 +75,8 @@ class MemoryBank:
             bank.enqueue(torch.randn(3, 3), torch.tensor([0, 1, 2]))
             bank.enqueue(torch.randn(3, 3), torch.tensor([3, 4, 5]))  # wraps around: keeps the last 4
             emb, labels = bank.get()  # (4, 3), labels tensor([2, 3, 4, 5]) oldest first
+            bank.enqueue(torch.randn(1, 3), torch.tensor([0]), confounds=torch.tensor([7]))
+            emb, labels, confounds = bank.get(with_confounds=True)  # confounds tensor([-1, -1, -1, 7])
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class MemoryBank:
         self.device = torch.device(device) if device is not None else None
         self._embeddings: Tensor | None = None
         self._labels: Tensor | None = None
+        self._confounds: Tensor | None = None
         self.ptr = 0  # next row to write (queue)
         self.filled = 0  # rows (queue) or classes (prototypes) holding data
         self.num_enqueued = 0  # embeddings seen since the last reset
@@ -104,6 +116,7 @@ class MemoryBank:
         self.device = device
         self._embeddings = torch.zeros(self.size, dim, dtype=self.dtype, device=device)
         self._labels = torch.full((self.size,), -1, dtype=torch.long, device=device)
+        self._confounds = torch.full((self.size,), CONFOUND_NONE, dtype=torch.long, device=device)
 
     def __len__(self) -> int:
         return self.filled
@@ -118,6 +131,7 @@ class MemoryBank:
         if self._embeddings is not None:
             self._embeddings = self._embeddings.to(self.device)
             self._labels = self._labels.to(self.device)
+            self._confounds = self._confounds.to(self.device)
         return self
 
     def reset(self) -> None:
@@ -127,20 +141,24 @@ class MemoryBank:
             if self._embeddings is not None:
                 self._embeddings.zero_()
                 self._labels.fill_(-1)
+                self._confounds.fill_(CONFOUND_NONE)
         else:
             self.dim = None
-            self._embeddings = self._labels = None
+            self._embeddings = self._labels = self._confounds = None
         self.ptr = 0
         self.filled = 0
         self.num_enqueued = 0
 
     # ------------------------------------------------------------------ write
     @torch.no_grad()
-    def enqueue(self, embeddings: Tensor, labels: Tensor) -> None:
-        """Add a batch of embeddings ``(n, dim)`` with integer labels ``(n,)``; stored detached."""
+    def enqueue(self, embeddings: Tensor, labels: Tensor, confounds: Tensor | None = None) -> None:
+        """Add a batch of embeddings ``(n, dim)`` with integer labels ``(n,)`` and, optionally, integer confound ids
+        ``(n,)`` (>= 0; None: unknown, ``CONFOUND_NONE``); stored detached. Prototypes ignore confounds."""
         if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
             raise ValueError(f"embeddings must be a 2-D tensor (n, dim), got {getattr(embeddings, 'shape', None)}.")
         labels = check_labels(labels, embeddings.shape[0], "labels")
+        if confounds is not None:
+            confounds = check_confounds(confounds, embeddings.shape[0], "confounds", allow_unknown=True)
         if self.dim is not None and embeddings.shape[1] != self.dim:
             raise ValueError(
                 f"MemoryBank holds embeddings of dimension {self.dim}, got {embeddings.shape[1]}. "
@@ -155,11 +173,15 @@ class MemoryBank:
             self._update_prototypes(emb, labels)
             return
         n = emb.shape[0]
+        if confounds is None:
+            confounds = torch.full((n,), CONFOUND_NONE, dtype=torch.long, device=self.device)
+        confounds = confounds.to(self.device)
         if n >= self.size:  # only the newest `size` rows survive
-            emb, labels, n = emb[-self.size :], labels[-self.size :], self.size
+            emb, labels, confounds, n = emb[-self.size :], labels[-self.size :], confounds[-self.size :], self.size
         idx = (torch.arange(n, device=self.device) + self.ptr) % self.size
         self._embeddings[idx] = emb
         self._labels[idx] = labels
+        self._confounds[idx] = confounds
         self.ptr = (self.ptr + n) % self.size
         self.filled = min(self.filled + n, self.size)
 
@@ -183,26 +205,29 @@ class MemoryBank:
                 self.filled += 1
 
     # ------------------------------------------------------------------ read
-    def get(self) -> tuple[Tensor, Tensor]:
-        """The stored embeddings ``(filled, dim)`` and labels ``(filled,)``; oldest first for the queue.
+    def get(self, with_confounds: bool = False) -> tuple[Tensor, ...]:
+        """The stored embeddings ``(filled, dim)`` and labels ``(filled,)`` (and, ``with_confounds``, the confound ids
+        ``(filled,)``, ``CONFOUND_NONE`` where unknown); oldest first for the queue.
 
         Returns views of the storage (no copy) unless the ring has wrapped, in which case it is reordered.
         """
         if self._embeddings is None or self.filled == 0:
             dim = self.dim or 0
-            return torch.zeros(0, dim, dtype=self.dtype, device=self.device), torch.zeros(
-                0, dtype=torch.long, device=self.device
-            )
+            empty = torch.zeros(0, dtype=torch.long, device=self.device)
+            out = (torch.zeros(0, dim, dtype=self.dtype, device=self.device), empty)
+            return (*out, empty.clone()) if with_confounds else out
         if self.mode == "prototypes" or self.filled < self.size or self.ptr == 0:
-            return self._embeddings[: self.filled], self._labels[: self.filled]
+            return self.get_unordered(with_confounds)
         order = torch.cat([torch.arange(self.ptr, self.size), torch.arange(0, self.ptr)]).to(self.device)
-        return self._embeddings[order], self._labels[order]
+        out = (self._embeddings[order], self._labels[order])
+        return (*out, self._confounds[order]) if with_confounds else out
 
-    def get_unordered(self) -> tuple[Tensor, Tensor]:
+    def get_unordered(self, with_confounds: bool = False) -> tuple[Tensor, ...]:
         """Like :meth:`get` but without reordering a wrapped ring (no copy); order does not matter to the losses."""
         if self._embeddings is None or self.filled == 0:
-            return self.get()
-        return self._embeddings[: self.filled], self._labels[: self.filled]
+            return self.get(with_confounds)
+        out = (self._embeddings[: self.filled], self._labels[: self.filled])
+        return (*out, self._confounds[: self.filled]) if with_confounds else out
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -218,10 +243,12 @@ class MemoryBank:
             "num_enqueued": self.num_enqueued,
             "embeddings": None if self._embeddings is None else self._embeddings.clone(),
             "labels": None if self._labels is None else self._labels.clone(),
+            "confounds": None if self._confounds is None else self._confounds.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`; the capacity, mode and dimension must match."""
+        """Restore from :meth:`state_dict`; the capacity, mode and dimension must match. A state without confounds
+        (saved before they existed) gives every row an unknown confound (``CONFOUND_NONE``)."""
         for key in ("size", "mode"):
             if state[key] != getattr(self, key):
                 raise ValueError(
@@ -232,13 +259,19 @@ class MemoryBank:
         self.momentum = state["momentum"]
         self.ptr, self.filled, self.num_enqueued = state["ptr"], state["filled"], state["num_enqueued"]
         if state["embeddings"] is None:
-            self._embeddings = self._labels = None
+            self._embeddings = self._labels = self._confounds = None
             return
         device = self.device or state["embeddings"].device
         self.dim = state["dim"]
         self.device = device
         self._embeddings = state["embeddings"].to(device=device, dtype=self.dtype).clone()
         self._labels = state["labels"].to(device).clone()
+        confounds = state.get("confounds")
+        if confounds is None:
+            self._confounds = torch.full_like(self._labels, CONFOUND_NONE)
+        else:
+            self._confounds = check_confounds(confounds, self._labels.shape[0], "confounds", allow_unknown=True)
+            self._confounds = self._confounds.to(device).clone()
 
     def __repr__(self) -> str:
         return (
@@ -261,6 +294,8 @@ class TrainingMemory:
     * **State**: :meth:`state_dict` / :meth:`load_state_dict` hold the bank, the step counter and the staged batch
       (read without writing it, so it is safe at any time), so that a resumed run continues exactly where the
       interrupted one stopped.
+    * **Confounds**: :meth:`record_step` takes the batch's confound ids too (optional); they travel with the rows
+      (staged, gathered across processes, stored, saved) and :meth:`keys` returns them with ``with_confounds=True``.
 
     Args:
         bank: The storage, or None for no memory (steps are still counted).
@@ -286,7 +321,7 @@ class TrainingMemory:
         self._bank = bank
         self.warmup_steps = warmup_steps
         self.steps = 0  # training steps (forward passes) recorded so far
-        self._pending: tuple[Tensor, Tensor] | None = None
+        self._pending: tuple[Tensor, Tensor, Tensor | None] | None = None
         self._last_width: int | None = None  # of the last training call (see begins_step)
         self._last_labels: weakref.ref[Tensor] | None = None
 
@@ -318,9 +353,10 @@ class TrainingMemory:
         return not repeat
 
     def keys(
-        self, width: int | None = None, *, within_step: bool = False, cut: bool = False
-    ) -> tuple[Tensor, Tensor] | None:
-        """The memory's rows and labels to compare a batch with, or None (no memory, warming up, or empty).
+        self, width: int | None = None, *, within_step: bool = False, cut: bool = False, with_confounds: bool = False
+    ) -> tuple[Tensor, ...] | None:
+        """The memory's rows and labels (and, ``with_confounds``, confound ids) to compare a batch with, or None (no
+        memory, warming up, or empty).
 
         Args:
             width: The batch's dimension. The rows must have it, unless ``cut`` or ``within_step``: then wider rows
@@ -330,6 +366,7 @@ class TrainingMemory:
                 step is not written first, so that every call of a step reads the same memory, and the earlier
                 calls' backward still finds the rows it saw.
             cut: Allow cutting wider rows outside a step too (evaluation passes, which write nothing).
+            with_confounds: Also return the rows' confound ids (``CONFOUND_NONE`` where unknown).
         """
         if not self.active:
             return None
@@ -337,7 +374,7 @@ class TrainingMemory:
             self.flush()
         if len(self._bank) == 0:
             return None
-        rows, labels = self._bank.get_unordered()
+        rows, labels, confounds = self._bank.get_unordered(with_confounds=True)
         if width is not None and rows.shape[1] != width:
             if rows.shape[1] < width or not (within_step or cut):
                 raise ValueError(
@@ -346,17 +383,23 @@ class TrainingMemory:
                     "n_dims_per_step with a memory is not supported.)"
                 )
             rows = rows[:, :width]
-        return rows, labels
+        return (rows, labels, confounds) if with_confounds else (rows, labels)
 
-    def record_step(self, embeddings: Tensor, labels: Tensor) -> None:
-        """Count a training step and, once warm, stage its batch (all processes' under DDP) for the memory."""
+    def record_step(self, embeddings: Tensor, labels: Tensor, confounds: Tensor | None = None) -> None:
+        """Count a training step and, once warm, stage its batch (all processes' under DDP) for the memory, with its
+        confound ids when given."""
         self.steps += 1
         if self._bank is None or self.steps <= self.warmup_steps:
             return
         from .distributed import gather_detached
 
         self.flush()
-        self._pending = gather_detached(embeddings, labels)
+        if confounds is None:
+            self._pending = (*gather_detached(embeddings, labels), None)
+            return
+        # one gather for both label columns: every process's [class, confound] rows, in rank order
+        rows, both = gather_detached(embeddings, torch.stack([labels.reshape(-1), confounds.reshape(-1)], dim=1))
+        self._pending = (rows, both[:, 0], both[:, 1])
 
     def flush(self) -> None:
         """Write the staged batch of the last training step into the bank (a no-op when nothing is staged)."""
@@ -374,7 +417,10 @@ class TrainingMemory:
     def state_dict(self) -> dict[str, Any]:
         """The step counter, the bank's state and the staged batch (nothing is written: safe between a forward pass
         and its backward)."""
-        pending = None if self._pending is None else {"embeddings": self._pending[0], "labels": self._pending[1]}
+        pending = None
+        if self._pending is not None:
+            emb, labels, confounds = self._pending
+            pending = {"embeddings": emb, "labels": labels, "confounds": confounds}
         return {
             "steps": self.steps,
             "bank": None if self._bank is None else self._bank.state_dict(),
@@ -391,12 +437,14 @@ class TrainingMemory:
         if self._bank is not None:
             self._bank.load_state_dict(state["bank"])
         pending = state.get("pending")
-        self._pending = None if pending is None else (pending["embeddings"], pending["labels"])
+        self._pending = (
+            None if pending is None else (pending["embeddings"], pending["labels"], pending.get("confounds"))
+        )
 
     def to(self, device: str | torch.device) -> TrainingMemory:
         """Move the bank and the staged batch to ``device`` (in place; returns self)."""
         if self._bank is not None:
             self._bank.to(device)
         if self._pending is not None:
-            self._pending = (self._pending[0].to(device), self._pending[1].to(device))
+            self._pending = tuple(None if t is None else t.to(device) for t in self._pending)
         return self

@@ -1,7 +1,9 @@
-"""Machinery shared by the losses: objective construction, label checks, config and citations."""
+"""Machinery shared by the losses: objective construction, label checks (class ids, and [class, confound] rows),
+config and citations."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -9,6 +11,7 @@ from torch import Tensor, nn
 
 from ..kernels import resolve_backend
 from ..kernels._inputs import check_labels
+from ..kernels.confound import ConfoundPenalty, check_confounds, confound_penalty
 from ..objectives import OBJECTIVES, PairObjective, get_objective
 from ..trainer_hooks import register_loss
 
@@ -17,7 +20,11 @@ __all__ = [
     "AlignmentLossBase",
     "CITATIONS",
     "check_class_labels",
+    "check_confound_weight",
+    "split_confound_labels",
     "batch_keys",
+    "batch_keys_with_confounds",
+    "confound_term",
     "step_objective",
 ]
 
@@ -98,6 +105,49 @@ def check_class_labels(labels: Tensor | None, n: int, loss_name: str) -> Tensor:
         raise ValueError(f"{loss_name}: {exc}") from None
 
 
+def check_confound_weight(confound_weight: float) -> float:
+    """``confound_weight`` as a float, or a ValueError: a finite number >= 0 (0 turns the confound term off)."""
+    if isinstance(confound_weight, bool) or not isinstance(confound_weight, (int, float)):
+        raise ValueError(f"confound_weight must be a number >= 0, got {confound_weight!r}.")
+    if not math.isfinite(confound_weight) or confound_weight < 0:
+        raise ValueError(
+            f"confound_weight must be a finite number >= 0 (0 turns the term off), got {confound_weight}."
+        )
+    return float(confound_weight)
+
+
+def split_confound_labels(
+    labels: Tensor | None, n: int, loss_name: str, confound_weight: float
+) -> tuple[Tensor, Tensor | None]:
+    """Class ids ``(n,)`` and confound ids ``(n,)`` (or None) from a loss's ``labels``.
+
+    ``labels`` is either ``(n,)`` class ids, or ``(n, 2)`` rows ``[class, confound]`` (what sentence-transformers'
+    data collator makes of a label column holding a pair per row). The confound is needed when ``confound_weight >
+    0`` and optional otherwise (then it is only stored with the memory rows). Anything else is a ValueError that
+    names the loss and what was expected.
+    """
+    shape_error = (
+        f"{loss_name}: labels must be (batch,) class ids or (batch, 2) [class, confound] rows; got shape "
+        f"{tuple(labels.shape) if isinstance(labels, Tensor) else None} for a batch of {n}."
+    )
+    if isinstance(labels, Tensor) and labels.dim() == 2 and tuple(labels.shape) == (n, 2):
+        classes = check_class_labels(labels[:, 0], n, loss_name)
+        try:
+            confounds = check_confounds(labels[:, 1], n, "confound labels (labels[:, 1])")
+        except ValueError as exc:
+            raise ValueError(f"{loss_name}: {exc}") from None
+        return classes, confounds
+    if isinstance(labels, Tensor) and labels.dim() >= 2 and labels.numel() != n:
+        raise ValueError(shape_error)
+    if confound_weight > 0 and labels is not None:
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(
+            f"{loss_name}: confound_weight={confound_weight:g} needs a confound per text: a label column holding "
+            f"[class, confound] per row, which arrives as a (batch, 2) labels tensor; got labels of shape {shape}."
+        )
+    return check_class_labels(labels, n, loss_name), None
+
+
 class AlignmentLossBase(nn.Module):
     """Stores the model and objective; gives the config dict and citation in sentence-transformers style."""
 
@@ -127,7 +177,10 @@ class AlignmentLossBase(nn.Module):
         for name, part in dataset.items() if isinstance(dataset, dict) else [(None, dataset)]:
             features = getattr(part, "features", None) or {}
             for column in LABEL_COLUMNS:
-                dtype = getattr(features.get(column), "dtype", None)
+                feature = features.get(column)
+                # a [class, confound] label column is a list feature: check the type of its items
+                inner = getattr(feature, "feature", None)
+                dtype = getattr(inner if inner is not None else feature, "dtype", None)
                 if dtype in ("string", "large_string"):
                     where = f"the {name!r} training set" if name else "the training set"
                     raise ValueError(
@@ -183,3 +236,38 @@ def batch_keys(embeddings: Tensor, labels: Tensor, gather_across_devices: bool) 
         keys += other
         key_labels += other_labels
     return keys, key_labels
+
+
+def batch_keys_with_confounds(
+    embeddings: Tensor, labels: Tensor, confounds: Tensor, gather_across_devices: bool
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """:func:`batch_keys` with the confound ids too: one gather carries both label columns."""
+    keys, both = batch_keys(embeddings, torch.stack([labels, confounds], dim=1), gather_across_devices)
+    return keys, [b[:, 0] for b in both], [b[:, 1] for b in both]
+
+
+def confound_term(
+    embeddings: Tensor,
+    keys: list[Tensor],
+    labels: Tensor,
+    key_labels: list[Tensor],
+    confounds: Tensor,
+    key_confounds: list[Tensor],
+    backend: str,
+    gather_across_devices: bool,
+) -> Tensor:
+    """The confound penalty of a batch against its keys (:func:`sbert_align.kernels.confound.confound_penalty`).
+
+    There is no fused kernel for it: ``backend="triton"`` runs its chunked path. With ``gather_across_devices`` under
+    DDP it averages over every process's shortcut pairs and always runs the chunked path (unless ``"reference"`` is
+    asked for), so that every process runs the same collectives whatever its batch size.
+    """
+    from ..distributed import across_processes, is_distributed
+
+    penalty = ConfoundPenalty()
+    if gather_across_devices and is_distributed():
+        penalty = across_processes(penalty)
+        backend = "reference" if backend == "reference" else "chunked"
+    return confound_penalty(
+        embeddings, keys, labels, key_labels, confounds, key_confounds, backend=backend, penalty=penalty
+    )

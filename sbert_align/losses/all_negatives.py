@@ -10,7 +10,15 @@ from torch import Tensor
 
 from ..kernels import pairwise_loss
 from ..objectives import PairObjective
-from ._base import AlignmentLossBase, batch_keys, check_class_labels, step_objective
+from ._base import (
+    AlignmentLossBase,
+    batch_keys,
+    batch_keys_with_confounds,
+    check_confound_weight,
+    confound_term,
+    split_confound_labels,
+    step_objective,
+)
 
 __all__ = ["AllNegativesLoss"]
 
@@ -27,6 +35,7 @@ class AllNegativesLoss(AlignmentLossBase):
         reduction: str = "mean",
         gather_across_devices: bool = False,
         backend: str = "auto",
+        confound_weight: float = 0.0,
     ) -> None:
         """
         AllNegativesLoss embeds the whole batch and uses *every* valid pair in it: each text is an anchor, every
@@ -54,23 +63,36 @@ class AllNegativesLoss(AlignmentLossBase):
             gather_across_devices: Under DDP, use the batches of all processes as keys (gradients flow back) and
                 reduce over all processes' anchors: the processes together compute the loss and gradients of one
                 process on the concatenated batch.
-            backend: Kernel backend: ``"auto"``, ``"reference"``, ``"chunked"`` or ``"triton"``.
+            backend: Kernel backend: ``"auto"``, ``"reference"``, ``"chunked"`` or ``"triton"``. The confound term
+                has no fused kernel: with ``"triton"`` it runs the chunked path (the class objective stays fused).
+            confound_weight: Weight ``lambda`` of the confound term (0, the default, turns it off: the loss is then
+                exactly the one without it). With ``lambda > 0`` every text needs a second label, its *confound*
+                (source, publisher, template), and pairs of the batch that share the confound but not the class are
+                pushed apart: ``loss = objective + lambda * sum_{(i,j) in S} max(0, s_ij)^2 / max(1, |S|)`` with
+                ``S = {(i, j): c_i == c_j and y_i != y_j}`` (see :class:`ClassAlignmentLoss` and
+                :mod:`sbert_align.kernels.confound`). ``(text, label)`` data only.
 
         Requirements:
             1. ``(text, label)``: integer labels, ideally at least two texts per class in a batch (use
                ``batch_sampler=BatchSamplers.GROUP_BY_LABEL``); anchors without a positive still act as negatives.
             2. Several text columns: no label column.
+            3. With ``confound_weight > 0``: one text column and a label column holding ``[class, confound]`` per
+               row (a ``(batch, 2)`` labels tensor once collated; also accepted with ``confound_weight=0``).
+               sentence-transformers' ``BatchSamplers.GROUP_BY_LABEL`` cannot group such a column (it fails with
+               ``unhashable type: 'list'``): use the default batch sampler.
 
         Inputs:
-            +---------------------------------------+--------+
-            | Texts                                 | Labels |
-            +=======================================+========+
-            | single sentences                      | class  |
-            +---------------------------------------+--------+
-            | (anchor, positive) pairs              | none   |
-            +---------------------------------------+--------+
-            | (anchor, positive, negative...) rows  | none   |
-            +---------------------------------------+--------+
+            +---------------------------------------+-----------------------------------------------+
+            | Texts                                 | Labels                                        |
+            +=======================================+===============================================+
+            | single sentences                      | class                                         |
+            +---------------------------------------+-----------------------------------------------+
+            | single sentences                      | [class, confound] (with ``confound_weight``)  |
+            +---------------------------------------+-----------------------------------------------+
+            | (anchor, positive) pairs              | none                                          |
+            +---------------------------------------+-----------------------------------------------+
+            | (anchor, positive, negative...) rows  | none                                          |
+            +---------------------------------------+-----------------------------------------------+
 
         Recommendations:
             - Larger batches give more pairs; for comparisons beyond the batch use :class:`ClassAlignmentLoss`
@@ -109,6 +131,7 @@ class AllNegativesLoss(AlignmentLossBase):
             backend=backend,
         )
         self.gather_across_devices = gather_across_devices
+        self.confound_weight = check_confound_weight(confound_weight)
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         embeddings = [self.embed(features) for features in sentence_features]
@@ -118,10 +141,19 @@ class AllNegativesLoss(AlignmentLossBase):
         """The loss from the columns' embeddings; see the class docstring for the two data formats."""
         if len(embeddings) == 0:
             raise ValueError("AllNegativesLoss got no text column.")
+        confounds = None
         if len(embeddings) == 1:
             emb = embeddings[0]
-            labels = check_class_labels(labels, emb.shape[0], type(self).__name__).to(emb.device)
+            labels, confounds = split_confound_labels(labels, emb.shape[0], type(self).__name__, self.confound_weight)
+            labels = labels.to(emb.device)
+            confounds = None if confounds is None else confounds.to(emb.device)
         else:
+            if self.confound_weight > 0:
+                raise ValueError(
+                    f"AllNegativesLoss(confound_weight={self.confound_weight:g}) got {len(embeddings)} text columns. "
+                    "The confound term needs (text, [class, confound]) data: one text column and a label column "
+                    "holding [class, confound] per row."
+                )
             if labels is not None:
                 raise ValueError(
                     f"AllNegativesLoss got {len(embeddings)} text columns and a label column. With several columns "
@@ -129,10 +161,21 @@ class AllNegativesLoss(AlignmentLossBase):
                     "column with class labels."
                 )
             emb, labels = self.row_classes(embeddings)
-        keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
+        if self.confound_weight > 0:
+            keys, key_labels, key_confounds = batch_keys_with_confounds(
+                emb, labels, confounds, self.gather_across_devices
+            )
+        else:
+            keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
         num_keys = sum(k.shape[0] for k in keys)
         objective, backend = step_objective(self.objective, self.backend, emb, num_keys, self.gather_across_devices)
-        return pairwise_loss(emb, keys, labels, key_labels, objective=objective, exclude_self=True, backend=backend)
+        loss = pairwise_loss(emb, keys, labels, key_labels, objective=objective, exclude_self=True, backend=backend)
+        if self.confound_weight > 0:
+            penalty = confound_term(
+                emb, keys, labels, key_labels, confounds, key_confounds, self.backend, self.gather_across_devices
+            )
+            loss = loss + self.confound_weight * penalty
+        return loss
 
     def row_classes(self, embeddings: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Stack the columns and give each text its class: the row for anchor and positive, unique for negatives.
@@ -155,4 +198,8 @@ class AllNegativesLoss(AlignmentLossBase):
         return torch.cat(embeddings), torch.cat(labels[: len(embeddings)])
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {**super().get_config_dict(), "gather_across_devices": self.gather_across_devices}
+        return {
+            **super().get_config_dict(),
+            "gather_across_devices": self.gather_across_devices,
+            "confound_weight": self.confound_weight,
+        }

@@ -21,6 +21,7 @@ class CachedAllNegativesLoss(CachedAlignmentMixin, AllNegativesLoss):
         reduction: str = "mean",
         gather_across_devices: bool = False,
         backend: str = "auto",
+        confound_weight: float = 0.0,
         mini_batch_size: int = 32,
         mini_batch_num_tokens: int | None = None,
         show_progress_bar: bool = False,
@@ -38,7 +39,8 @@ class CachedAllNegativesLoss(CachedAlignmentMixin, AllNegativesLoss):
 
         Args:
             model: SentenceTransformer model.
-            objective, temperature, t_neg, margin, balance, reduction, gather_across_devices, backend: As in
+            objective, temperature, t_neg, margin, balance, reduction, gather_across_devices, backend,
+                confound_weight: As in
                 :class:`AllNegativesLoss`, with the same defaults.
             mini_batch_size: Texts embedded at once in steps (1) and (3); this bounds the encoder's memory. Larger is
                 faster; set it as high as your memory allows. The batch size need not be a multiple of it.
@@ -103,5 +105,6 @@ class CachedAllNegativesLoss(CachedAlignmentMixin, AllNegativesLoss):
             reduction=reduction,
             gather_across_devices=gather_across_devices,
             backend=backend,
+            confound_weight=confound_weight,
         )
         self.init_gradient_cache(mini_batch_size, mini_batch_num_tokens, show_progress_bar)

@@ -32,6 +32,7 @@ class CachedClassAlignmentLoss(CachedAlignmentMixin, ClassAlignmentLoss):
         gather_across_devices: bool = False,
         backend: str = "auto",
         seed: int | None = 0,
+        confound_weight: float = 0.0,
         mini_batch_size: int = 32,
         mini_batch_num_tokens: int | None = None,
         show_progress_bar: bool = False,
@@ -59,7 +60,8 @@ class CachedClassAlignmentLoss(CachedAlignmentMixin, ClassAlignmentLoss):
         Args:
             model: SentenceTransformer model.
             objective, memory_size, memory_warmup_steps, pairs, temperature, t_neg, margin, balance, reduction,
-                memory_dtype, memory_mode, gather_across_devices, backend, seed: As in :class:`ClassAlignmentLoss`,
+                memory_dtype, memory_mode, gather_across_devices, backend, seed, confound_weight: As in
+                :class:`ClassAlignmentLoss`,
                 with the same defaults.
             mini_batch_size: Texts embedded at once in steps (1) and (3); this bounds the encoder's memory. Larger is
                 faster; set it as high as your memory allows. The batch size need not be a multiple of it.
@@ -129,6 +131,7 @@ class CachedClassAlignmentLoss(CachedAlignmentMixin, ClassAlignmentLoss):
             gather_across_devices=gather_across_devices,
             backend=backend,
             seed=seed,
+            confound_weight=confound_weight,
         )
         self.init_gradient_cache(mini_batch_size, mini_batch_num_tokens, show_progress_bar)
 

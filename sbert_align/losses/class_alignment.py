@@ -12,7 +12,16 @@ from ..distributed import across_processes
 from ..kernels import normalize_rows, pairwise_loss
 from ..memory import MemoryBank, TrainingMemory
 from ..objectives import PairObjective
-from ._base import CITATIONS, AlignmentLossBase, batch_keys, check_class_labels, step_objective
+from ._base import (
+    CITATIONS,
+    AlignmentLossBase,
+    batch_keys,
+    batch_keys_with_confounds,
+    check_confound_weight,
+    confound_term,
+    split_confound_labels,
+    step_objective,
+)
 
 __all__ = ["ClassAlignmentLoss"]
 
@@ -35,6 +44,7 @@ class ClassAlignmentLoss(AlignmentLossBase):
         gather_across_devices: bool = False,
         backend: str = "auto",
         seed: int | None = 0,
+        confound_weight: float = 0.0,
     ) -> None:
         """
         Class-driven embedding alignment: texts of one class are pulled together, texts of different classes
@@ -68,19 +78,40 @@ class ClassAlignmentLoss(AlignmentLossBase):
                 anchors, so the processes together compute the loss and gradients of one process on the
                 concatenated batch (for ``pairs="sampled"`` each process draws its own sample). The memory is always
                 filled with all processes' embeddings in rank order, so it stays identical across processes.
-            backend: Kernel backend: ``"auto"``, ``"reference"``, ``"chunked"`` or ``"triton"``.
+            backend: Kernel backend: ``"auto"``, ``"reference"``, ``"chunked"`` or ``"triton"``. The confound term
+                has no fused kernel: with ``"triton"`` it runs the chunked path (the class objective stays fused).
             seed: Seed of the sampling in ``pairs="sampled"``.
+            confound_weight: Weight ``lambda`` of the confound term (0, the default, turns it off: the loss is then
+                exactly the one without it). With ``lambda > 0`` every text needs a second label, its *confound*
+                (source, publisher, template: something the training data correlates with the class that must not
+                decide it), and pairs that share the confound but not the class are pushed apart, so the confound
+                stops being a shortcut::
+
+                    loss = objective + lambda * sum_{(i,j) in S} max(0, s_ij)^2 / max(1, |S|)
+                    S = {(i, j): c_i == c_j and y_i != y_j}
+
+                over the batch against itself and the memory (the memory keeps each row's confound), computed in
+                tiles of keys (:mod:`sbert_align.kernels.confound`). Without such a pair the term is 0. It applies
+                to ``pairs="all"`` and ``pairs="sampled"`` alike (always over all pairs).
 
         Requirements:
             1. Integer class labels (encode strings with :func:`sbert_align.data.encode_labels`).
             2. A batch may hold any mix of classes: the memory supplies positives the batch lacks.
+            3. With ``confound_weight > 0``: a label column holding ``[class, confound]`` per row (integers, the
+               confound >= 0). sentence-transformers' data collator stacks it into a ``(batch, 2)`` labels tensor;
+               every other column is a text column. Such a column is also accepted with ``confound_weight=0``
+               (the confounds then only go into the memory).
+               sentence-transformers' ``BatchSamplers.GROUP_BY_LABEL`` cannot group such a column (it fails with
+               ``unhashable type: 'list'``): use the default batch sampler.
 
         Inputs:
-            +------------------+--------+
-            | Texts            | Labels |
-            +==================+========+
-            | single sentences | class  |
-            +------------------+--------+
+            +------------------+-----------------------------------------------+
+            | Texts            | Labels                                        |
+            +==================+===============================================+
+            | single sentences | class                                         |
+            +------------------+-----------------------------------------------+
+            | single sentences | [class, confound] (with ``confound_weight``)  |
+            +------------------+-----------------------------------------------+
 
         Recommendations:
             - ``memory_size`` of a few thousand (or the train set size for a "datapoint memory") and a short
@@ -95,6 +126,8 @@ class ClassAlignmentLoss(AlignmentLossBase):
             - :class:`AllNegativesLoss` is this loss without a memory, also on (anchor, positive, ...) columns.
             - pytorch-metric-learning's ``CrossBatchMemory`` wraps a loss with a similar memory (no warm-up; it
               materialises the batch x memory matrix).
+            - The confound term is the negative half of the ``margin`` objective (margin 0) restricted to the pairs
+              where the confound and the class disagree, the "flipped-label task" of that confound.
 
         Example:
             ::
@@ -110,6 +143,18 @@ class ClassAlignmentLoss(AlignmentLossBase):
                 train = DataLoader([InputExample(texts=[t], label=y) for t, y in examples], shuffle=True, batch_size=2)
                 loss = ClassAlignmentLoss(model, memory_size=4096)
                 model.fit(train_objectives=[(train, loss)], epochs=1, warmup_steps=0)
+
+            With a confound (here a source id per text), through ``SentenceTransformerTrainer``::
+
+                from datasets import Dataset
+                from sentence_transformers import SentenceTransformerTrainer
+
+                train_dataset = Dataset.from_dict({
+                    "text": ["How far is the moon?", "Who wrote Hamlet?", "How tall is Everest?", "Who painted it?"],
+                    "label": [[0, 0], [1, 0], [0, 1], [1, 1]],  # [class, source]
+                })
+                loss = ClassAlignmentLoss(model, memory_size=4096, confound_weight=1.0)
+                SentenceTransformerTrainer(model=model, train_dataset=train_dataset, loss=loss).train()
         """
         super().__init__(
             model,
@@ -126,6 +171,7 @@ class ClassAlignmentLoss(AlignmentLossBase):
         if pairs not in ("all", "sampled"):
             raise ValueError(f"pairs must be 'all' or 'sampled', got {pairs!r}.")
         self.memory_size = memory_size
+        self.confound_weight = check_confound_weight(confound_weight)
         self.pairs = pairs
         self.gather_across_devices = gather_across_devices
         self.seed = seed
@@ -158,7 +204,8 @@ class ClassAlignmentLoss(AlignmentLossBase):
         return self.training_memory.steps
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
-        """The loss of a batch of embeddings ``[(B, D)]`` with labels ``(B,)`` against itself and the memory.
+        """The loss of a batch of embeddings ``[(B, D)]`` with labels ``(B,)`` (or ``(B, 2)`` ``[class, confound]``
+        rows) against itself and the memory, plus ``confound_weight`` times the confound term.
 
         In a training step (training mode, gradients enabled) the batch is then staged for the memory. Under
         ``MatryoshkaLoss`` the calls for the smaller dimensions of a step (same labels tensor, narrower embeddings)
@@ -169,14 +216,26 @@ class ClassAlignmentLoss(AlignmentLossBase):
         if len(embeddings) != 1:
             raise ValueError(f"ClassAlignmentLoss expects the embeddings of one text column, got {len(embeddings)}.")
         emb, labels_in = embeddings[0], labels
-        labels = check_class_labels(labels, emb.shape[0], type(self).__name__).to(emb.device)
-        keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
+        labels, confounds = split_confound_labels(labels, emb.shape[0], type(self).__name__, self.confound_weight)
+        labels = labels.to(emb.device)
+        confounds = None if confounds is None else confounds.to(emb.device)
+        use_confound = self.confound_weight > 0
+        if use_confound:
+            keys, key_labels, key_confounds = batch_keys_with_confounds(
+                emb, labels, confounds, self.gather_across_devices
+            )
+        else:
+            keys, key_labels = batch_keys(emb, labels, self.gather_across_devices)
         new_step = self.is_training_step and self.training_memory.begins_step(emb.shape[1], labels_in)
         training = self.is_training_step
-        memory = self.training_memory.keys(emb.shape[1], within_step=training and not new_step, cut=not training)
+        memory = self.training_memory.keys(
+            emb.shape[1], within_step=training and not new_step, cut=not training, with_confounds=use_confound
+        )
         if memory is not None:
             keys.append(memory[0].to(emb.device))
             key_labels.append(memory[1].to(emb.device))
+            if use_confound:
+                key_confounds.append(memory[2].to(emb.device))
         if self.pairs == "all":
             num_keys = sum(k.shape[0] for k in keys)
             objective, backend = step_objective(
@@ -188,15 +247,20 @@ class ClassAlignmentLoss(AlignmentLossBase):
         else:
             objective = across_processes(self.objective) if self.gather_across_devices else self.objective
             loss = self.sampled_pairs_loss(emb, labels, torch.cat(keys), torch.cat(key_labels), objective)
+        if use_confound:
+            penalty = confound_term(
+                emb, keys, labels, key_labels, confounds, key_confounds, self.backend, self.gather_across_devices
+            )
+            loss = loss + self.confound_weight * penalty
         if new_step:
-            self.training_memory.record_step(emb, labels)
+            self.training_memory.record_step(emb, labels, confounds)
         return loss
 
     # ------------------------------------------------------------------ checkpoint state
     def get_extra_state(self) -> dict[str, Any]:
-        """The training state a checkpoint needs: the memory (rows, labels, fill position), the step counter and
-        the generator of ``pairs="sampled"``. It is part of ``loss.state_dict()`` (key ``_extra_state``) and is
-        written with every Trainer checkpoint (see :mod:`sbert_align.trainer_hooks`)."""
+        """The training state a checkpoint needs: the memory (rows, labels, confounds, fill position), the step
+        counter and the generator of ``pairs="sampled"``. It is part of ``loss.state_dict()`` (key ``_extra_state``)
+        and is written with every Trainer checkpoint (see :mod:`sbert_align.trainer_hooks`)."""
         generator = None if self._generator is None else self._generator.get_state()
         return {"memory": self.training_memory.state_dict(), "generator": generator}
 
@@ -250,6 +314,7 @@ class ClassAlignmentLoss(AlignmentLossBase):
             memory_warmup_steps=self.memory_warmup_steps,
             pairs=self.pairs,
             gather_across_devices=self.gather_across_devices,
+            confound_weight=self.confound_weight,
         )
         if self.memory is not None:
             config.update(memory_dtype=str(self.memory.dtype).replace("torch.", ""), memory_mode=self.memory.mode)
