@@ -6,12 +6,15 @@ similarity kernels, and kNN / clustering / retrieval evaluators.
 
 from __future__ import annotations
 
+from .classifier import KNNClassifier, ThresholdChoice, best_threshold
 from .data import (
     SplitSet,
     UnseenLabelWarning,
     decode_labels,
     encode_labels,
     load_splits,
+    nearby_pairs,
+    split_documents,
     symmetrize_pairs,
     train_validation_split,
 )
@@ -24,18 +27,22 @@ from .evaluation import (
     knn_metrics,
     query_key_metrics,
 )
-from .kernels import pairwise_loss, similarity_topk
+from .kernels import StreamingTopK, confound_penalty, pairwise_loss, similarity_topk
 from .losses import (
     AllNegativesLoss,
+    AnchorLoss,
     AnnealedPairLoss,
+    AuxiliaryLoss,
     CachedAllNegativesLoss,
     CachedClassAlignmentLoss,
     ClassAlignmentLoss,
+    SimSiamLoss,
 )
 from .memory import MemoryBank, TrainingMemory
 from .objectives import CosineTargetObjective, MarginObjective, PairObjective, SupConObjective, get_objective
 from .schedules import Schedule, schedule_value
 from .trainer_hooks import LossStateCallback
+from .unfreezing import GradualUnfreezing
 
 __version__ = "0.1.0"
 
@@ -45,6 +52,17 @@ __all__ = [
     "AnnealedPairLoss",
     "CachedClassAlignmentLoss",
     "CachedAllNegativesLoss",
+    "AuxiliaryLoss",
+    "AnchorLoss",
+    "SimSiamLoss",
+    "GradualUnfreezing",
+    "KNNClassifier",
+    "ThresholdChoice",
+    "best_threshold",
+    "nearby_pairs",
+    "split_documents",
+    "StreamingTopK",
+    "confound_penalty",
     "KNNEvaluator",
     "KMeansEvaluator",
     "QueryKeyTopKEvaluator",

@@ -30,6 +30,7 @@ from torch import Tensor
 from ..objectives import PairObjective, get_objective
 from ._inputs import PairInputs, check_pair_inputs
 from ._normalize import NORMALIZE_EPS, normalize_rows
+from .confound import CONFOUND_NONE, ConfoundPenalty, confound_penalty
 from .reference import reference_pairwise_loss
 from .topk import FUSED_TOPK_MAX_K, StreamingTopK, chunked_similarity_topk
 
@@ -37,6 +38,9 @@ __all__ = [
     "pairwise_loss",
     "similarity_topk",
     "StreamingTopK",
+    "confound_penalty",
+    "ConfoundPenalty",
+    "CONFOUND_NONE",
     "resolve_backend",
     "resolve_topk_backend",
     "BACKENDS",
