@@ -43,7 +43,6 @@ import contextlib
 import datetime as dt
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -262,7 +261,7 @@ def run_row(args: argparse.Namespace, method: str, weight: float | None) -> dict
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method)
     row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return row
 

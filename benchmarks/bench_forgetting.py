@@ -39,7 +39,6 @@ import datetime as dt
 import json
 import math
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -289,7 +288,7 @@ def train_and_score(args: argparse.Namespace, settings: dict[str, Any]) -> dict[
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method)
     row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return row
 

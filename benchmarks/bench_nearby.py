@@ -42,7 +42,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -335,7 +334,7 @@ def run_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method)
     row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return row
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -232,7 +231,7 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}")
     row["total_seconds"] = round(time.perf_counter() - start, 1)
-    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return row
 

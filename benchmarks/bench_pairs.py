@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -322,7 +321,7 @@ def run_row(args: argparse.Namespace, method_name: str) -> dict[str, Any]:
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method_name)
     row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return row
 
@@ -524,7 +523,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "calibration tenth; AP = average precision of the cosine (scikit-learn); top-k = share of the scored "
         "duplicate pairs whose text2 is among the k text2s of all scored duplicates most similar to their text1 "
         "(ties in the query's favour); train s = wall time of `trainer.train()`; s / epoch = train s / epochs; steps "
-        "/ s = optimiser steps per second; peak RSS = the row's own process (`ru_maxrss`)."
+        "/ s = optimiser steps per second; peak RSS = the row's own process (`VmHWM`; rows written before 2026-11-25 used `ru_maxrss`, the same figure wherever the row's peak exceeds the ~220 MiB of the parent it was forked from)."
     )
     threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
     devices = sorted({r.get("device") for r in rows})

@@ -123,6 +123,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def own_peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB: ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``ru_maxrss``: Linux carries that over ``fork`` + ``exec`` (it is the larger of the parent's resident memory at
+    the fork and the process's own peak), so a small row would report the orchestrator's ~220 MiB. ``VmHWM`` belongs to the process's own
+    address space, which ``exec`` starts afresh. Falls back to ``ru_maxrss`` where ``/proc`` is missing.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def environment(device: str, threads: int) -> dict[str, Any]:
     return {
         "versions": package_versions(),
@@ -271,7 +288,7 @@ def run_row(args: argparse.Namespace, method_name: str) -> dict[str, Any]:
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method_name)
     row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    row["peak_rss_mib"], row["peak_rss_source"] = own_peak_rss_mib(), "VmHWM"
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return row
 
@@ -477,7 +494,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- Metrics: kNN (k={KNN_K}, cosine, majority vote, the train set as references) accuracy and macro-F1 on "
         f"{split}; KMeans v-measure on {split} (as many clusters as classes, seed {KMEANS_SEED}); head acc = the "
         "method's own classifier head where it has one (ce: its softmax head; setfit: its LogisticRegression). "
-        "train s = wall time of training alone (setfit: its pair generation and head fit included); peak RSS = the row's own process (`ru_maxrss`), training and "
+        "train s = wall time of training alone (setfit: its pair generation and head fit included); peak RSS = the row's own process (`VmHWM`; rows written before 2026-11-25 used `ru_maxrss`, the same figure wherever the row's peak exceeds the ~220 MiB of the parent process it was forked from), training and "
         "evaluation included."
     )
     lines.append(
