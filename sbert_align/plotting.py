@@ -1,4 +1,5 @@
-"""PNG figures: embedding maps (2-D projection coloured by class), training curves, grouped bar charts.
+"""PNG figures: embedding maps (2-D projection coloured by class), training curves, grouped bar charts, and a
+before / after scatter (one labelled marker per cell).
 
 matplotlib runs headless here (the ``Agg`` backend); every function writes one PNG and returns its path. The PNG is
 written atomically (see :mod:`sbert_align.files`): an interrupted run leaves an earlier figure at that path untouched.
@@ -14,7 +15,7 @@ import numpy as np
 
 from .files import atomic_path
 
-__all__ = ["project_2d", "plot_embedding_map", "plot_training_curve", "plot_grouped_bars"]
+__all__ = ["project_2d", "plot_embedding_map", "plot_training_curve", "plot_grouped_bars", "plot_before_after"]
 
 
 def _plt():
@@ -155,6 +156,64 @@ def plot_grouped_bars(
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path, bbox_inches="tight")
+
+
+def plot_before_after(
+    cells: Sequence[tuple[str, str, float, float]],
+    path: str | os.PathLike,
+    *,
+    xlabel: str = "frozen kNN accuracy",
+    ylabel: str = "aligned kNN accuracy",
+    title: str = "",
+) -> Path:
+    """Scatter of one score before (x) against after (y), one labelled marker per cell, with the diagonal y = x.
+
+    Markers are coloured by group (e.g. the data set, in the legend) and each is annotated with its label (e.g.
+    ``model / pooling``): a cell above the diagonal gained, and a ranking that holds shows as a rising cloud.
+
+    Args:
+        cells: ``(label, group, before, after)`` per cell.
+        path: PNG path (written atomically).
+        xlabel: x-axis title.
+        ylabel: y-axis title.
+        title: figure title.
+
+    Example::
+
+        from sbert_align.plotting import plot_before_after
+
+        plot_before_after([("minilm / mean", "trec6", 0.72, 0.95), ("minilm / cls", "trec6", 0.44, 0.93)],
+                          "frozen_vs_aligned.png", title="TREC-6")
+    """
+    if not cells:
+        raise ValueError("cells: expected at least one (label, group, before, after) cell, got none.")
+    plt = _plt()
+    groups = list(dict.fromkeys(c[1] for c in cells))
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for gi, g in enumerate(groups):
+        xs = [c[2] for c in cells if c[1] == g]
+        ys = [c[3] for c in cells if c[1] == g]
+        ax.scatter(xs, ys, s=36, color=cmap(gi % cmap.N), label=g, zorder=3)
+    at: dict[tuple[float, float], list[str]] = {}  # cells on the same spot share one annotation
+    for label, _, x, y in cells:
+        at.setdefault((x, y), []).append(label)
+    for (x, y), names in at.items():
+        ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7, va="top")
+    values = [v for c in cells for v in (c[2], c[3]) if np.isfinite(v)]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(0.02, 0.05 * (hi - lo))
+    lo, hi = lo - pad, hi + pad
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1, label="y = x", zorder=1)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -346,6 +346,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore <name>.partial.json of an interrupted run (by default its finished models are reused)",
     )
     c.add_argument("--quiet", action="store_true")
+    c.add_argument(
+        "--device",
+        choices=("cpu", "auto"),
+        default="cpu",
+        help="where to encode (and fine-tune): cpu, or auto (a GPU when there is one)",
+    )
+    c.add_argument(
+        "--concat",
+        action="store_true",
+        help="add one row per pooling and data set: the concatenation of the models' L2-normalised embeddings, "
+        "normalised again, labelled concat(a+b) (needs at least two --models)",
+    )
+    c.add_argument(
+        "--finetune",
+        type=_positive_float,
+        default=None,
+        metavar="EPOCHS",
+        help="also align each (model, pooling, data set) cell from a fresh copy of the model with ClassAlignmentLoss "
+        "(defaults) for EPOCHS epochs of its train split (a fraction is fine: 0.5), pooled that way, and score it "
+        "again (aligned_accuracy); reports the Spearman rank correlation between frozen and aligned accuracy",
+    )
+    c.add_argument(
+        "--finetune-max-train",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --finetune: train on at most N train texts per data set (seeded; the kNN references stay all)",
+    )
+    c.add_argument(
+        "--finetune-batch-size", type=_positive_int, default=None, metavar="B", help="with --finetune (default 32)"
+    )
+    c.add_argument(
+        "--finetune-lr",
+        type=_positive_float,
+        default=None,
+        metavar="LR",
+        help="with --finetune: peak learning rate, after a 10%% linear warm-up (default 5e-5)",
+    )
+    c.add_argument("--finetune-seed", type=int, default=None, metavar="S", help="with --finetune (default 0)")
     c.set_defaults(func=run_compare)
 
     dm = sub.add_parser(

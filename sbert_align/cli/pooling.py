@@ -1,4 +1,5 @@
-"""Frozen-encoder pooling: several sentence embeddings from one forward pass of a transformer.
+"""Frozen-encoder pooling: several sentence embeddings from one forward pass of a transformer, and the same poolings
+as trainable sentence-transformers modules (:func:`pooled_model`), so a fine-tuned encoder is pooled as it was scored.
 
 Example::
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from .common import CLIError
 
-__all__ = ["POOLINGS", "frozen_embeddings"]
+__all__ = ["POOLINGS", "frozen_embeddings", "pooled_model"]
 
 #: ``cls``: first token of the last layer; ``mean``: masked token mean of the last layer; ``layer-mean``: mean over
 #: the transformer layers' outputs (embedding layer excluded), then the masked token mean
@@ -95,3 +96,67 @@ def frozen_embeddings(
             bar.update(len(idx))
     bar.close()
     return out
+
+
+def pooled_model(model: Any, pooling: str, device: str | None = None) -> Any:
+    """A fresh, trainable ``SentenceTransformer``: a deep copy of ``model``'s transformer, pooled as ``pooling``.
+
+    The modules compute exactly what :func:`frozen_embeddings` computes for that pooling (the tests hold them equal),
+    with sentence-transformers' own modules, so that the copy trains with any sentence-transformers loss and its
+    embeddings are the frozen pooling's:
+
+    * ``cls``: ``Pooling(dim, "cls")``, the first token of the last layer (texts are right-padded);
+    * ``mean``: ``Pooling(dim, "mean")``, the masked token mean of the last layer;
+    * ``layer-mean``: ``WeightedLayerPooling(dim, num_hidden_layers=L, layer_start=1)`` with its layer weights fixed at
+      1 (``requires_grad=False``), which makes the token embeddings the plain mean over the L transformer layers'
+      outputs (the embedding layer left out), then ``Pooling(dim, "mean")``; the transformer runs with
+      ``output_hidden_states=True`` in its config so that its layers' outputs reach the pooling. The weights stay
+      fixed on purpose: learning them would train another pooling than the one the frozen row scored.
+
+    Any module of ``model`` after the transformer (its own pooling, a ``Normalize``, a ``Dense``) is left out: the
+    copy is the transformer plus the pooling. ``model`` itself is not modified.
+
+    Args:
+        model: a ``SentenceTransformer`` whose first module is a Hugging Face ``Transformer``.
+        pooling: one of :data:`POOLINGS`.
+        device: where the copy lives (``None``: where ``model``'s transformer is).
+
+    Returns:
+        A new ``SentenceTransformer`` (transformer copy + pooling modules).
+
+    Raises:
+        CLIError: an unknown pooling, or a first module that is not a Hugging Face transformer.
+
+    Example::
+
+        from sbert_align.cli import load_model
+        from sbert_align.cli.pooling import frozen_embeddings, pooled_model
+
+        frozen = load_model("minilm-l6", device="cpu")
+        student = pooled_model(frozen, "layer-mean")   # train it with any loss; frozen is untouched
+        student.encode(["a text"])                      # == frozen_embeddings(frozen, ["a text"], ["layer-mean"])
+    """
+    import copy
+
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, WeightedLayerPooling
+
+    if pooling not in POOLINGS:
+        raise CLIError(f"pooling: {pooling!r} not among {list(POOLINGS)}.")
+    first = model[0]
+    hf_model = getattr(first, "auto_model", None)
+    if hf_model is None or getattr(first, "tokenizer", None) is None:
+        raise CLIError(f"model: its first module ({type(first).__name__}) is not a Hugging Face Transformer module.")
+    transformer = copy.deepcopy(first)
+    dim = transformer.auto_model.config.hidden_size
+    modules: list[Any] = [transformer]
+    if pooling == "layer-mean":
+        transformer.auto_model.config.output_hidden_states = True
+        layers = transformer.auto_model.config.num_hidden_layers
+        weighted = WeightedLayerPooling(dim, num_hidden_layers=layers, layer_start=1)
+        weighted.layer_weights.requires_grad_(False)
+        modules.append(weighted)
+    modules.append(Pooling(dim, "cls" if pooling == "cls" else "mean"))
+    if device is None:
+        device = str(next(hf_model.parameters()).device)
+    return SentenceTransformer(modules=modules, device=device)
