@@ -152,3 +152,21 @@ def test_streaming_topk_errors():
         search.add(torch.randn(3, 4, dtype=torch.float64))
     with pytest.raises(ValueError, match="k must be"):
         StreamingTopK(torch.randn(2, 4), 0)
+
+
+@pytest.mark.parametrize("sparse_candidates", [0, 3, 10_000])
+def test_streaming_topk_candidate_merge_and_row_topk_agree(monkeypatch, sparse_candidates):
+    # 0: every tile through torch.topk; 10_000: every tile (after the first k keys) merged as candidates.
+    from sbert_align.kernels import StreamingTopK
+    from sbert_align.kernels import topk as topk_module
+
+    monkeypatch.setattr(topk_module, "SPARSE_CANDIDATES", sparse_candidates)
+    torch.manual_seed(3)
+    # Small integers: every dot product is exact, so duplicates tie exactly in whichever tile they are scored.
+    base = torch.randint(-4, 5, (40, 6)).double()
+    keys = torch.cat([base, base.flip(0), torch.randint(-4, 5, (300, 6)).double()])
+    q = torch.randint(-4, 5, (9, 6)).double()
+    for k in (1, 4, 15):
+        search = StreamingTopK(q, k, normalize=False, query_tile=4, key_tile=32)
+        search.add(keys)
+        assert search.result()[1].tolist() == _expected(q, keys, k, normalize=False)

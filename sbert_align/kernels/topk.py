@@ -57,11 +57,15 @@ def topk_smallest_index_ties(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return sort_by_value_then_index(values, indices)
 
 
-#: CPU tiles: queries x keys per matrix product. Small enough that one tile of similarities (4 MiB) stays in cache
-#: while it is filtered, large enough for the matrix product to run at full speed (``benchmarks/bench_topk.py
-#: --device cpu``; faiss's ``IndexFlatIP`` uses 4096 x 1024 blocks for the same reason).
-CPU_QUERY_TILE = 1024
+#: CPU tiles: queries x keys per matrix product. Small enough that one tile of similarities (8 MiB) stays in cache
+#: while it is filtered, large enough for the matrix product to run at full speed; of 1024-4096 x 1024-2048, 2048 x
+#: 1024 had the least overhead over the products alone (one thread, 2048 x 100,000 x 384; faiss's ``IndexFlatIP``
+#: uses 4096 x 1024 blocks for the same reason).
+CPU_QUERY_TILE = 2048
 CPU_KEY_TILE = 1024
+#: Up to this many candidates per row (similarities above the row's current k-th best) in a tile, they are merged
+#: directly; a tile with a row that has more (the first tiles, adversarial orders) runs ``torch.topk`` on its rows.
+SPARSE_CANDIDATES = 32
 
 
 class StreamingTopK:
@@ -72,10 +76,11 @@ class StreamingTopK:
     embedded and searched chunk by chunk: a million keys never exist at once.
 
     Each tile of similarities (``query_tile x key_tile``) is written into one reused buffer, then filtered against
-    each query's current ``k``-th best value: only rows with a similarity above it go through ``torch.topk`` and the
-    merge. Once the first few thousand keys are seen, few rows pass (``~ key_tile * k / seen`` candidates per row and
-    tile on data in random order), so the selection costs little beside the matrix product. On CUDA the filter
-    (which needs a device sync) is skipped and every row is merged.
+    each query's current ``k``-th best value in one pass: only similarities above it are candidates. Once the first
+    few thousand keys are seen there are few (``~ key_tile * k / seen`` per row and tile on data in random order),
+    and they are merged directly (up to :data:`SPARSE_CANDIDATES` per row); rows with more (the first tiles) go
+    through ``torch.topk``. So the selection costs little beside the matrix product. On CUDA the filter (which needs
+    a device sync) is skipped and every row goes through ``torch.topk``.
 
     Ties go to the smaller key index: keys arrive in index order, a tile's candidates must be strictly better than the
     current ``k``-th value to enter, and equal values within a tile are taken by index.
@@ -161,7 +166,10 @@ class StreamingTopK:
         out = self._keys[: keys.numel()].view(keys.shape).copy_(keys)
         if self.normalize:
             norm = torch.linalg.vector_norm(out, dim=1, keepdim=True)
-            out.div_(norm.clamp_min(NORMALIZE_EPS)).masked_fill_(norm < NORMALIZE_EPS, 0.0)
+            out.div_(norm.clamp_min(NORMALIZE_EPS))
+            small = norm < NORMALIZE_EPS
+            if small.any():
+                out.masked_fill_(small, 0.0)
         return out
 
     def _tile(self, rows: int, cols: int) -> Tensor:
@@ -175,23 +183,52 @@ class StreamingTopK:
         """Merge one tile of similarities (queries ``qs...``, keys ``self.seen...``) into the running top-k."""
         best_v = self.values[qs : qs + sim.shape[0]]
         best_i = self.indices[qs : qs + sim.shape[0]]
-        if self.filter:
-            # Only rows with a similarity above their current k-th best can change.
-            rows = (sim.amax(dim=1) > best_v[:, -1]).nonzero().flatten()
-            if rows.numel() == 0:
-                return
-            if rows.numel() < sim.shape[0]:
-                sim = sim.index_select(0, rows)
-                old_v, old_i = best_v.index_select(0, rows), best_i.index_select(0, rows)
-            else:
-                rows, old_v, old_i = None, best_v, best_i
+        if not self.filter or self.seen < self.k:
+            self._merge_rows(best_v, best_i, sim, None)
+            return
+        # Only rows whose maximum beats their current k-th best can change (one pass over the tile); within them,
+        # only the similarities above it are candidates, found in row-major order (by row, then by key index).
+        kth = best_v[:, -1]
+        rows = (sim.amax(dim=1) > kth).nonzero().flatten()
+        if rows.numel() == 0:
+            return
+        if rows.numel() < sim.shape[0]:
+            sim, kth = sim.index_select(0, rows), kth.index_select(0, rows)
+        coords = (sim > kth[:, None]).nonzero()
+        counts = torch.bincount(coords[:, 0], minlength=sim.shape[0])
+        if int(counts.max()) > SPARSE_CANDIDATES:
+            self._merge_rows(best_v, best_i, sim, rows)
         else:
-            rows, old_v, old_i = None, best_v, best_i
+            self._merge_candidates(best_v, best_i, sim, coords, counts, rows)
+
+    def _merge_rows(self, best_v: Tensor, best_i: Tensor, sim: Tensor, rows: Tensor | None) -> None:
+        """Merge the top-k of tile rows ``sim`` (the tile's ``rows``, or all of them when None)."""
+        old_v = best_v if rows is None else best_v.index_select(0, rows)
+        old_i = best_i if rows is None else best_i.index_select(0, rows)
         v, i = topk_smallest_index_ties(sim, min(self.k, sim.shape[1]))
-        # The running list holds smaller key indices than this tile, so a stable sort with it first keeps them
-        # first on ties.
-        cand_v = torch.cat([old_v, v], dim=1)
-        cand_i = torch.cat([old_i, i + self.seen], dim=1)
+        self._keep_best(best_v, best_i, rows, torch.cat([old_v, v], dim=1), torch.cat([old_i, i + self.seen], dim=1))
+
+    def _merge_candidates(
+        self, best_v: Tensor, best_i: Tensor, sim: Tensor, coords: Tensor, counts: Tensor, rows: Tensor
+    ) -> None:
+        """Merge a few candidates per row: ``sim`` holds the tile's ``rows``, each with at least one candidate;
+        ``coords`` are the candidates' (row of ``sim``, key) positions, row-major."""
+        width = self.k + int(counts.max())
+        sim_rows, cols = coords[:, 0], coords[:, 1]
+        starts = torch.cumsum(counts, 0) - counts
+        place = self.k + torch.arange(coords.shape[0], device=sim.device) - starts[sim_rows]
+        cand_v = torch.full((sim.shape[0], width), float("-inf"), dtype=sim.dtype, device=sim.device)
+        cand_i = torch.full((sim.shape[0], width), -1, dtype=torch.long, device=sim.device)
+        cand_v[:, : self.k] = best_v.index_select(0, rows)
+        cand_i[:, : self.k] = best_i.index_select(0, rows)
+        cand_v[sim_rows, place] = sim[sim_rows, cols]
+        cand_i[sim_rows, place] = cols + self.seen
+        self._keep_best(best_v, best_i, rows, cand_v, cand_i)
+
+    def _keep_best(self, best_v: Tensor, best_i: Tensor, rows: Tensor | None, cand_v: Tensor, cand_i: Tensor) -> None:
+        """Keep the ``k`` best of each candidate row. The running list comes first and holds smaller key indices
+        than this tile, and a tile's candidates come in key order, so a stable sort keeps smaller indices first on
+        ties."""
         order = torch.sort(cand_v, dim=1, descending=True, stable=True).indices[:, : self.k]
         new_v, new_i = torch.gather(cand_v, 1, order), torch.gather(cand_i, 1, order)
         if rows is None:
