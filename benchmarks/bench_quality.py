@@ -530,6 +530,12 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines += [head + ".", ""]
             lines += _table(rows_b)
             lines.append("")
+            # Rows whose wall time is not the row's own work (a process stopped for another measurement) say so.
+            lines += [
+                f"- `{r['method']}` (seed {r['seed']}): {r['timing_note']}" for r in rows_b if r.get("timing_note")
+            ]
+            if any(r.get("timing_note") for r in rows_b):
+                lines.append("")
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         lines += ["## Failed rows", ""]
