@@ -260,10 +260,7 @@ def run_row(args: argparse.Namespace, method: str, weight: float | None) -> dict
         row["error"] = f"{type(e).__name__}: {e}".strip()
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method)
-    row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
-    row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return row
+    return bq.finish_row(row, start)
 
 
 def spawn_row(args: argparse.Namespace, method: str, weight: float | None) -> dict[str, Any]:
@@ -384,18 +381,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "tags: "
         "an encoder without tag information scores about that)."
     )
-    threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
-    lines.append(
-        f"- Machine: {', '.join(sorted({r.get('device') for r in rows}))}; {meta.get('cpu', '?')} "
-        f"({meta.get('cpu_count', '?')} logical CPUs); threads per row: {', '.join(map(str, threads))}."
-    )
-    versions, git = meta.get("versions", {}), meta.get("sbert_align_git", {})
-    if versions:
-        shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-        commit = git.get("commit") or "?"
-        lines.append(
-            f"- Versions (last write): {shown}; sbert-align {commit[:10]}{' + changes' if git.get('dirty') else ''}."
-        )
+    lines += bq.machine_lines(meta, rows)
     lines.append("")
     full = [r for r in ok if r.get("max_train") is None]
     small = [r for r in ok if r.get("max_train") is not None]

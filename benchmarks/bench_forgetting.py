@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime as dt
 import json
 import math
 import random
@@ -287,10 +286,7 @@ def train_and_score(args: argparse.Namespace, settings: dict[str, Any]) -> dict[
         row["error"] = f"{type(e).__name__}: {e}".strip()
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method)
-    row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
-    row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return row
+    return bq.finish_row(row, start)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -379,19 +375,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"of the start, weight exponential from the start shown to {ANCHOR_END_RATIO:.0%} of it over the run. "
         "Unfreezing: `GradualUnfreezing`, stage boundaries at the fractions shown of the run's optimiser steps."
     )
-    threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
-    lines.append(
-        f"- Machine: {', '.join(sorted({r.get('device', '?') for r in rows}))}; {meta.get('cpu', '?')} "
-        f"({meta.get('cpu_count', '?')} logical CPUs); threads per row: {', '.join(map(str, threads))}."
-    )
-    versions = meta.get("versions", {})
-    if versions:
-        git = meta.get("sbert_align_git", {})
-        commit = (git.get("commit") or "?")[:10]
-        shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-        lines.append(
-            f"- Versions (last write): {shown}; sbert-align {commit}{' + changes' if git.get('dirty') else ''}."
-        )
+    lines += bq.machine_lines(meta, rows)
     lines.append("")
 
     ok = [r for r in rows if r.get("status") == "ok"]

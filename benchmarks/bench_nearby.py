@@ -333,10 +333,7 @@ def run_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
         row["error"] = f"{type(e).__name__}: {e}".strip()
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method)
-    row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
-    row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return row
+    return bq.finish_row(row, start)
 
 
 def spawn_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
@@ -484,19 +481,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"among the k most similar; MRR over the full ranking. {info['eval_pairs_with_a_text_also_in_train_pages']} "
             "of the held-out pairs have a sentence that also occurs, word for word, on a training page (boilerplate)."
         )
-    threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
-    lines.append(
-        f"- Machine: {', '.join(sorted({r['device'] for r in rows}))}; {meta.get('cpu', '?')} "
-        f"({meta.get('cpu_count', '?')} logical CPUs); torch threads per row: {', '.join(map(str, threads))}."
-    )
-    versions = meta.get("versions", {})
-    if versions:
-        git = meta.get("sbert_align_git", {})
-        shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-        lines.append(
-            f"- Versions (last write): {shown}; sbert-align {(git.get('commit') or '?')[:10]}"
-            f"{' + changes' if git.get('dirty') else ''}."
-        )
+    lines += bq.machine_lines(meta, rows)
     lines.append(
         "- output std: SimSiamLoss's collapse watch after the last step, the per-dimension standard deviation of the "
         "L2-normalised projector outputs (healthy ~ 1/sqrt(2048) = 0.0221, collapsed 0)."

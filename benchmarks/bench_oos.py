@@ -28,7 +28,6 @@ JSON after every row, with the device, threads and versions.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import tempfile
@@ -230,10 +229,7 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         row["error"] = f"{type(e).__name__}: {e}".strip()
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}")
-    row["total_seconds"] = round(time.perf_counter() - start, 1)
-    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
-    row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return row
+    return bq.finish_row(row, start)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -288,20 +284,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "closed-set acc = in-scope accuracy with no threshold; in-scope rejected = share of in-scope texts below the "
         "threshold.",
     ]
-    devices = sorted({str(r.get("device")) for r in rows})
-    threads = sorted({str(r.get("threads")) for r in rows})
-    lines.append(
-        f"- Machine: {', '.join(devices)}; {meta.get('cpu', '?')} ({meta.get('cpu_count', '?')} logical CPUs); "
-        f"torch threads: {', '.join(threads)}."
-    )
-    versions = meta.get("versions", {})
-    git = meta.get("sbert_align_git", {})
-    if versions:
-        shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-        commit = git.get("commit") or "?"
-        lines.append(
-            f"- Versions (last write): {shown}; sbert-align {commit[:10]}{' + changes' if git.get('dirty') else ''}."
-        )
+    lines += bq.machine_lines(meta, rows)
     lines += [
         "",
         "| row | encoder | training | k | threshold (criterion) | "

@@ -320,10 +320,7 @@ def run_row(args: argparse.Namespace, method_name: str) -> dict[str, Any]:
         row["error"] = f"{type(e).__name__}: {e}".strip()
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method_name)
-    row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"], row["peak_rss_source"] = bq.own_peak_rss_mib(), "VmHWM"
-    row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return row
+    return bq.finish_row(row, start)
 
 
 def row_command(args: argparse.Namespace, method: str, out: Path) -> list[str]:
@@ -525,19 +522,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "(ties in the query's favour); train s = wall time of `trainer.train()`; s / epoch = train s / epochs; steps "
         "/ s = optimiser steps per second; peak RSS = the row's own process (`VmHWM`; rows written before 2026-11-25 used `ru_maxrss`, the same figure wherever the row's peak exceeds the ~220 MiB of the parent it was forked from)."
     )
-    threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
-    devices = sorted({r.get("device") for r in rows})
-    lines.append(
-        f"- Machine: {', '.join(devices)}; {meta.get('cpu', '?')} ({meta.get('cpu_count', '?')} logical CPUs); "
-        f"threads per row: {', '.join(map(str, threads))}."
-    )
-    versions, git = meta.get("versions", {}), meta.get("sbert_align_git", {})
-    if versions:
-        shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-        commit = git.get("commit") or "?"
-        lines.append(
-            f"- Versions (last write): {shown}; sbert-align {commit[:10]}{' + changes' if git.get('dirty') else ''}."
-        )
+    lines += bq.machine_lines(meta, rows)
     lines.append("")
     for title, group in (("", full), ("Cut data (`--max-train` / `--max-test`): smoke runs, not comparable", small)):
         budgets = sorted({_budget_of(r) for r in group}, key=str)

@@ -123,6 +123,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def finish_row(row: dict[str, Any], start: float) -> dict[str, Any]:
+    """Stamp a finished row (failed or not): its total wall time, its own peak RSS and when it finished."""
+    row["total_seconds"] = round(time.perf_counter() - start, 2)
+    row["peak_rss_mib"], row["peak_rss_source"] = own_peak_rss_mib(), "VmHWM"
+    row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return row
+
+
 def own_peak_rss_mib() -> float:
     """This process's peak resident memory in MiB: ``VmHWM`` of ``/proc/self/status``.
 
@@ -138,6 +146,24 @@ def own_peak_rss_mib() -> float:
     except OSError:
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def machine_lines(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The "Machine" and "Versions" lines every benchmark report states (device, CPU, threads, package versions)."""
+    devices = sorted({str(r.get("device", "?")) for r in rows})
+    threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
+    lines = [
+        f"- Machine: {', '.join(devices)}; {meta.get('cpu', '?')} ({meta.get('cpu_count', '?')} logical CPUs); "
+        f"torch threads per row: {', '.join(map(str, threads))}."
+    ]
+    versions, git = meta.get("versions", {}), meta.get("sbert_align_git", {})
+    if versions:
+        shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+        commit = (git.get("commit") or "?")[:10]
+        lines.append(
+            f"- Versions (last write): {shown}; sbert-align {commit}{' + changes' if git.get('dirty') else ''}."
+        )
+    return lines
 
 
 def environment(device: str, threads: int) -> dict[str, Any]:
@@ -287,10 +313,7 @@ def run_row(args: argparse.Namespace, method_name: str) -> dict[str, Any]:
         row["error"] = f"{type(e).__name__}: {e}".strip()
         row["traceback"] = traceback.format_exc()[-4000:]
         log(f"FAILED: {row['error']}", method_name)
-    row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"], row["peak_rss_source"] = own_peak_rss_mib(), "VmHWM"
-    row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return row
+    return finish_row(row, start)
 
 
 def child_env(threads: int) -> dict[str, str]:
@@ -488,8 +511,6 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"- Validation: {VALIDATION_FRACTION:.0%} of train carved off (stratified, seed {VALIDATION_SEED}); "
             "the models train on the rest; the test split is not used."
         )
-    threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
-    devices = sorted({r.get("device") for r in rows})
     lines.append(
         f"- Metrics: kNN (k={KNN_K}, cosine, majority vote, the train set as references) accuracy and macro-F1 on "
         f"{split}; KMeans v-measure on {split} (as many clusters as classes, seed {KMEANS_SEED}); head acc = the "
@@ -497,18 +518,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "train s = wall time of training alone (setfit: its pair generation and head fit included); peak RSS = the row's own process (`VmHWM`; rows written before 2026-11-25 used `ru_maxrss`, the same figure wherever the row's peak exceeds the ~220 MiB of the parent process it was forked from), training and "
         "evaluation included."
     )
-    lines.append(
-        f"- Machine: {', '.join(devices)}; {meta.get('cpu', '?')} ({meta.get('cpu_count', '?')} logical CPUs); "
-        f"threads per row: {', '.join(map(str, threads))}."
-    )
-    versions = meta.get("versions", {})
-    git = meta.get("sbert_align_git", {})
-    if versions:
-        shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-        commit = git.get("commit") or "?"
-        lines.append(
-            f"- Versions (last write): {shown}; sbert-align {commit[:10]}{' + changes' if git.get('dirty') else ''}."
-        )
+    lines += machine_lines(meta, rows)
     lines.append("")
 
     full = [r for r in ok if r.get("max_train") is None]
