@@ -75,9 +75,9 @@ class StreamingTopK:
     :meth:`result`. Only the queries, the ``(B, k)`` state and one tile of similarities are held, so keys can be
     embedded and searched chunk by chunk: a million keys never exist at once.
 
-    Each tile of similarities (``query_tile x key_tile``) is written into one reused buffer, then filtered against
-    each query's current ``k``-th best value in one pass: only similarities above it are candidates. Once the first
-    few thousand keys are seen there are few (``~ key_tile * k / seen`` per row and tile on data in random order),
+    Each tile of similarities (``query_tile x key_tile``) is written into one reused buffer; one pass (the row
+    maxima) finds the rows whose maximum beats their current ``k``-th best value, and only those rows' similarities
+    above it are candidates. Once the first few thousand keys are seen there are few (``~ key_tile * k / seen`` per row and tile on data in random order),
     and they are merged directly (up to :data:`SPARSE_CANDIDATES` per row); rows with more (the first tiles) go
     through ``torch.topk``. So the selection costs little beside the matrix product. On CUDA the filter (which needs
     a device sync) is skipped and every row goes through ``torch.topk``.
