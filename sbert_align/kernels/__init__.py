@@ -96,6 +96,12 @@ def _refuse_or_fall_back(what: str, problem: str, explicit: bool) -> None:
     warnings.warn(f"${ENV_VAR}=triton: {problem}; {what} runs without it.", stacklevel=4)
 
 
+def reference_fits(num_pairs: int, device_type: str) -> bool:
+    """Whether ``auto`` materialises the matrix: up to :data:`REFERENCE_MAX_PAIRS` (query, key) pairs on CUDA,
+    :data:`CPU_REFERENCE_MAX_PAIRS` elsewhere."""
+    return num_pairs <= (REFERENCE_MAX_PAIRS if device_type == "cuda" else CPU_REFERENCE_MAX_PAIRS)
+
+
 def resolve_backend(backend: str | None, device_type: str, num_pairs: int) -> str:
     """The backend that will run: explicit argument, else ``$SBERT_ALIGN_KERNEL``, else the automatic choice."""
     chosen, explicit = _requested(backend)
@@ -107,7 +113,7 @@ def resolve_backend(backend: str | None, device_type: str, num_pairs: int) -> st
         chosen = "auto"
     if chosen != "auto":
         return chosen
-    if num_pairs <= (REFERENCE_MAX_PAIRS if device_type == "cuda" else CPU_REFERENCE_MAX_PAIRS):
+    if reference_fits(num_pairs, device_type):
         return "reference"
     if device_type == "cuda" and _triton_problem(device_type) is None:
         return "triton"

@@ -37,7 +37,6 @@ path (the class objective beside it still runs fused).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -240,20 +239,14 @@ def chunked_confound_penalty(inputs: ConfoundInputs, penalty: ConfoundPenalty, t
 def resolve_confound_backend(backend: str | None, device_type: str, num_pairs: int) -> str:
     """``reference`` or ``chunked``: the argument, else ``$SBERT_ALIGN_KERNEL``, else by size as
     :func:`sbert_align.kernels.resolve_backend` decides; ``triton`` (no fused kernel for this term) means chunked."""
-    from . import BACKENDS, CPU_REFERENCE_MAX_PAIRS, ENV_VAR, REFERENCE_MAX_PAIRS
+    from . import _requested, reference_fits
 
-    chosen = backend if backend not in (None, "auto") else os.environ.get(ENV_VAR, "auto") or "auto"
-    if chosen not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {chosen!r}.")
-    if chosen in ("reference", "chunked"):
-        return chosen
+    chosen, _ = _requested(backend)
     if chosen == "triton":
         return "chunked"
-    return (
-        "reference"
-        if num_pairs <= (REFERENCE_MAX_PAIRS if device_type == "cuda" else CPU_REFERENCE_MAX_PAIRS)
-        else "chunked"
-    )
+    if chosen != "auto":
+        return chosen
+    return "reference" if reference_fits(num_pairs, device_type) else "chunked"
 
 
 def confound_penalty(
