@@ -170,3 +170,76 @@ def test_streaming_topk_candidate_merge_and_row_topk_agree(monkeypatch, sparse_c
         search = StreamingTopK(q, k, normalize=False, query_tile=4, key_tile=32)
         search.add(keys)
         assert search.result()[1].tolist() == _expected(q, keys, k, normalize=False)
+
+
+@pytest.mark.parametrize("filter_block", [1, 4, 16, 128])
+def test_streaming_topk_block_filter_matches_the_full_matrix(monkeypatch, filter_block):
+    # The filter reads a tile's block maxima; tiles whose width is not a multiple of the block (the last one here)
+    # fall back to one block per row. Every block size must find the same neighbours, ties included.
+    from sbert_align.kernels import StreamingTopK
+    from sbert_align.kernels import topk as topk_module
+
+    monkeypatch.setattr(topk_module, "FILTER_BLOCK", filter_block)
+    torch.manual_seed(filter_block)
+    base = torch.randint(-4, 5, (50, 6)).double()
+    keys = torch.cat([base, torch.randint(-4, 5, (400, 6)).double(), base.flip(0)])  # 500 keys: 3 full tiles of 128
+    q = torch.randint(-4, 5, (11, 6)).double()
+    for k in (1, 7, 33):
+        search = StreamingTopK(q, k, normalize=False, query_tile=5, key_tile=128)
+        search.add(keys)
+        assert search.result()[1].tolist() == _expected(q, keys, k, normalize=False)
+    q, keys = torch.randn(13, 16), torch.randn(1100, 16)
+    search = StreamingTopK(q, 10, key_tile=256)
+    search.add(keys)
+    values, indices = search.result()
+    ref_v, ref_i = reference_similarity_topk(q.double(), keys.double(), 10)
+    assert torch.equal(indices, ref_i)
+    assert torch.allclose(values.double(), ref_v, atol=1e-6)
+
+
+def test_streaming_topk_worker_threads_match_one_thread_and_leave_thread_settings(monkeypatch):
+    # With several torch threads the CPU search shares the key tiles among Python threads of one intra-op thread
+    # each, every one with its own running top-k; the merged result must equal the one-thread search bit for bit
+    # (ties across threads included), and the caller's thread count (and torch's default for threads started later)
+    # must be what it was.
+    import threading
+
+    from sbert_align.kernels import StreamingTopK
+    from sbert_align.kernels import topk as topk_module
+
+    torch.manual_seed(5)
+    q, keys = torch.randn(37, 12), torch.randn(900, 12)
+    keys[400:450] = keys[:50]  # exact duplicates in later tiles: ties go to the smaller index in both
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = StreamingTopK(q, 9, query_tile=4, key_tile=64)
+        one.add(keys[:500])
+        one.add(keys[500:])
+        torch.set_num_threads(3)
+        monkeypatch.setattr(topk_module, "CPU_PARALLEL_MIN_PAIRS", 1)
+        several = StreamingTopK(q, 9, query_tile=4, key_tile=64)
+        assert several._workers(500) == 3 and several._workers(64) == 1
+        several.add(keys[:500])
+        several.add(keys[500:])
+        assert len(several._lanes) == 3
+        assert torch.get_num_threads() == 3
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert seen == [3]
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(several.result()[1], one.result()[1])
+    assert torch.equal(several.result()[0], one.result()[0])
+    assert several.result()[1].tolist() == _expected(q, keys, 9)
+
+
+def test_cpu_key_tile_keeps_the_tile_size_and_stays_a_multiple_of_the_filter_block():
+    from sbert_align.kernels.topk import CPU_KEY_TILE, CPU_MAX_KEY_TILE, FILTER_BLOCK, cpu_key_tile
+
+    assert cpu_key_tile(2048) == cpu_key_tile(10_000) == CPU_KEY_TILE
+    assert cpu_key_tile(1000) == 2 * CPU_KEY_TILE
+    assert cpu_key_tile(1) == cpu_key_tile(0) == CPU_MAX_KEY_TILE
+    assert all(cpu_key_tile(b) % FILTER_BLOCK == 0 for b in range(1, 3000, 37))

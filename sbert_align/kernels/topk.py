@@ -7,6 +7,10 @@ of ``query_tile x key_tile`` similarities.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -18,6 +22,7 @@ __all__ = [
     "chunked_similarity_topk",
     "CPU_QUERY_TILE",
     "CPU_KEY_TILE",
+    "cpu_key_tile",
     "sort_by_value_then_index",
     "topk_smallest_index_ties",
     "FUSED_TOPK_MAX_K",
@@ -63,9 +68,63 @@ def topk_smallest_index_ties(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
 #: uses 4096 x 1024 blocks for the same reason).
 CPU_QUERY_TILE = 2048
 CPU_KEY_TILE = 1024
+#: With fewer queries than :data:`CPU_QUERY_TILE`, the key tile grows (in steps of :data:`CPU_KEY_TILE`, up to this)
+#: so that a tile keeps about ``CPU_QUERY_TILE x CPU_KEY_TILE`` similarities: half as many tiles, and as much less
+#: per-tile work, for 1,000 queries.
+CPU_MAX_KEY_TILE = 8192
+
+
+def cpu_key_tile(queries: int) -> int:
+    """The CPU key tile for ``queries`` queries per tile (see :data:`CPU_MAX_KEY_TILE`)."""
+    fit = CPU_QUERY_TILE * CPU_KEY_TILE // max(1, min(queries, CPU_QUERY_TILE))
+    return min(CPU_MAX_KEY_TILE, max(CPU_KEY_TILE, fit // CPU_KEY_TILE * CPU_KEY_TILE))
+
+
+#: With several torch threads on the CPU and at least this many (query, key) pairs in one :meth:`StreamingTopK.add`,
+#: ``torch.get_num_threads()`` Python threads share the key tiles (tile ``t`` to thread ``t % threads``), each with
+#: one intra-op thread and a running top-k of its own (see :func:`_single_threaded_workers`).
+CPU_PARALLEL_MIN_PAIRS = 1 << 24
 #: Up to this many candidates per row (similarities above the row's current k-th best) in a tile, they are merged
 #: directly; a tile with a row that has more (the first tiles, adversarial orders) runs ``torch.topk`` on its rows.
 SPARSE_CANDIDATES = 32
+#: The filter's block: one pass takes the maximum of each run of this many similarities of a row, and only runs whose
+#: maximum beats the row's current k-th best are read again. 128 reduces as fast as whole rows (one thread, 2048 x
+#: 1024 tiles: 0.23 ms vs 0.18 ms; 32 took 0.51 ms and 16 6.7 ms) and leaves 8 blocks per row to compare.
+FILTER_BLOCK = 128
+
+
+@contextlib.contextmanager
+def _single_threaded_workers(workers: int) -> Iterator[concurrent.futures.ThreadPoolExecutor | None]:
+    """A pool of ``workers`` Python threads that each run torch with one intra-op thread, or None for one worker.
+
+    Two independent single-threaded matrix products run faster than one product on two threads (1.6x on two cores
+    here against 2.0x), and the selection between products runs in parallel too. ``torch.set_num_threads(1)`` in a
+    worker sets that thread's OpenMP and MKL thread counts (both per thread) and torch's default for threads started
+    later; the caller's setting is restored on exit, so the caller's own thread count never changes.
+    """
+    if workers <= 1:
+        yield None
+        return
+    threads = torch.get_num_threads()
+    pool = concurrent.futures.ThreadPoolExecutor(
+        workers, thread_name_prefix="sbert_align_topk", initializer=torch.set_num_threads, initargs=(1,)
+    )
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True)
+        torch.set_num_threads(threads)
+
+
+class _Lane:
+    """One worker's share of a :class:`StreamingTopK`: the running top-k over the keys it searched (ascending key
+    order within the lane) and its reused buffers."""
+
+    def __init__(self, rows: int, k: int, dtype: torch.dtype, device: torch.device):
+        self.values = torch.full((rows, k), float("-inf"), dtype=dtype, device=device)
+        self.indices = torch.full((rows, k), -1, dtype=torch.long, device=device)
+        self.tile: Tensor | None = None
+        self.keys: Tensor | None = None
 
 
 class StreamingTopK:
@@ -75,12 +134,13 @@ class StreamingTopK:
     :meth:`result`. Only the queries, the ``(B, k)`` state and one tile of similarities are held, so keys can be
     embedded and searched chunk by chunk: a million keys never exist at once.
 
-    Each tile of similarities (``query_tile x key_tile``) is written into one reused buffer; one pass (the row
-    maxima) finds the rows whose maximum beats their current ``k``-th best value, and only those rows' similarities
-    above it are candidates. Once the first few thousand keys are seen there are few (``~ key_tile * k / seen`` per row and tile on data in random order),
-    and they are merged directly (up to :data:`SPARSE_CANDIDATES` per row); rows with more (the first tiles) go
-    through ``torch.topk``. So the selection costs little beside the matrix product. On CUDA the filter (which needs
-    a device sync) is skipped and every row goes through ``torch.topk``.
+    Each tile of similarities (``query_tile x key_tile``) is written into one reused buffer; one pass takes the
+    maxima of blocks of :data:`FILTER_BLOCK` keys, and only the blocks whose maximum beats their row's current
+    ``k``-th best value are read again for candidates (similarities above it). Once the first few thousand keys are
+    seen there are few (``~ key_tile * k / seen`` per row and tile on data in random order), and they are merged
+    directly (up to :data:`SPARSE_CANDIDATES` per row); rows with more (the first tiles) go through ``torch.topk``. So
+    the selection costs little beside the matrix product. On CUDA the filter (which needs a device sync) is skipped
+    and every row goes through ``torch.topk``.
 
     Ties go to the smaller key index: keys arrive in index order, a tile's candidates must be strictly better than the
     current ``k``-th value to enter, and equal values within a tile are taken by index.
@@ -91,7 +151,7 @@ class StreamingTopK:
         normalize: Cosine similarity (rows normalised by :func:`~sbert_align.kernels.normalize_rows`) or plain dot
             product.
         query_tile: Queries per matrix product (default :data:`CPU_QUERY_TILE` on the CPU, 4096 on CUDA).
-        key_tile: Keys per matrix product (default :data:`CPU_KEY_TILE` on the CPU, 16384 on CUDA).
+        key_tile: Keys per matrix product (default :func:`cpu_key_tile` on the CPU, 16384 on CUDA).
 
     Example:
         ::
@@ -120,7 +180,8 @@ class StreamingTopK:
             raise ValueError(f"k must be >= 1, got {k}.")
         cuda = queries.device.type == "cuda"
         self.query_tile = int(query_tile or (4096 if cuda else CPU_QUERY_TILE))
-        self.key_tile = int(key_tile or (16384 if cuda else CPU_KEY_TILE))
+        rows = min(self.query_tile, queries.shape[0])
+        self.key_tile = int(key_tile or (16384 if cuda else cpu_key_tile(rows)))
         if self.query_tile < 1 or self.key_tile < 1:
             raise ValueError(f"query_tile and key_tile must be >= 1, got {self.query_tile} and {self.key_tile}.")
         self.k = int(k)
@@ -130,12 +191,8 @@ class StreamingTopK:
             self.dtype = compute_dtype(queries)
             q = queries.detach().to(self.dtype)
             self.queries = normalize_rows(q) if normalize else q
-        b = self.queries.shape[0]
-        self.values = torch.full((b, self.k), float("-inf"), dtype=self.dtype, device=queries.device)
-        self.indices = torch.full((b, self.k), -1, dtype=torch.long, device=queries.device)
         self.seen = 0
-        self._buffer: Tensor | None = None
-        self._keys: Tensor | None = None
+        self._lanes = [_Lane(self.queries.shape[0], self.k, self.dtype, self.queries.device)]
 
     @property
     def dim(self) -> int:
@@ -148,81 +205,134 @@ class StreamingTopK:
             raise ValueError(f"keys must be 2-D with dimension {self.dim}, got shape {tuple(keys.shape)}.")
         if keys.dtype == torch.float64 and self.dtype != torch.float64:
             raise ValueError("float64 keys need float64 queries (the search runs in the queries' compute dtype).")
-        device = self.queries.device
-        for ks in range(0, keys.shape[0], self.key_tile):
-            kc = self._keys_tile(keys[ks : ks + self.key_tile].to(device=device))
-            kt = kc.T
-            for qs in range(0, self.queries.shape[0], self.query_tile):
-                q = self.queries[qs : qs + self.query_tile]
-                sim = torch.mm(q, kt, out=self._tile(q.shape[0], kc.shape[0]))
-                self._merge(qs, sim)
-            self.seen += kc.shape[0]
+        starts = range(0, keys.shape[0], self.key_tile)
+        workers = self._workers(keys.shape[0])
+        while len(self._lanes) < workers:
+            self._lanes.append(_Lane(self.queries.shape[0], self.k, self.dtype, self.queries.device))
+        with _single_threaded_workers(workers) as pool:
+            if pool is None:
+                self._search(keys, starts, self._lanes[0])
+            else:
+                jobs = [pool.submit(self._search, keys, starts[w::workers], self._lanes[w]) for w in range(workers)]
+                for job in jobs:
+                    job.result()  # waits; re-raises a worker's error here
+        self.seen += keys.shape[0]
 
-    def _keys_tile(self, keys: Tensor) -> Tensor:
-        """``keys`` in the compute dtype, normalised when asked, in a reused buffer: ``normalize_rows``'s rule and
-        rounding (``x / ||x||``, zero rows below ``NORMALIZE_EPS``), written in place."""
-        if self._keys is None:
-            self._keys = torch.empty(self.key_tile * self.dim, dtype=self.dtype, device=self.queries.device)
-        out = self._keys[: keys.numel()].view(keys.shape).copy_(keys)
-        if self.normalize:
-            norm = torch.linalg.vector_norm(out, dim=1, keepdim=True)
-            out.div_(norm.clamp_min(NORMALIZE_EPS))
-            small = norm < NORMALIZE_EPS
-            if small.any():
-                out.masked_fill_(small, 0.0)
+    def _workers(self, n: int) -> int:
+        """How many threads search ``n`` keys: on the CPU one per torch thread once the work is large enough (each
+        with one intra-op thread and every ``workers``-th key tile), else one. CUDA: one."""
+        threads = torch.get_num_threads()
+        tiles = -(-n // self.key_tile)
+        if not self.filter or threads < 2 or tiles < 2 or self.queries.shape[0] * n < CPU_PARALLEL_MIN_PAIRS:
+            return 1
+        return min(threads, tiles)
+
+    def _search(self, keys: Tensor, starts: range, lane: _Lane) -> None:
+        """Search the key tiles that begin at ``starts`` (ascending) into ``lane``."""
+        device = self.queries.device
+        with torch.no_grad():  # grad mode is per thread
+            for ks in starts:
+                kc = self._keys_tile(lane, keys[ks : ks + self.key_tile].to(device=device))
+                kt = kc.T
+                for qs in range(0, self.queries.shape[0], self.query_tile):
+                    q = self.queries[qs : qs + self.query_tile]
+                    sim = torch.mm(q, kt, out=self._tile(lane, q.shape[0], kc.shape[0]))
+                    self._merge(lane, qs, sim, self.seen + ks)
+
+    def _keys_tile(self, lane: _Lane, keys: Tensor) -> Tensor:
+        """``keys`` in the compute dtype, normalised when asked, in the lane's reused buffer: ``normalize_rows``'s rule
+        and rounding (``x / ||x||``, zero rows below ``NORMALIZE_EPS``), written in place."""
+        if lane.keys is None:
+            lane.keys = torch.empty(self.key_tile * self.dim, dtype=self.dtype, device=self.queries.device)
+        out = lane.keys[: keys.numel()].view(keys.shape)
+        if not self.normalize:
+            return out.copy_(keys)
+        if keys.dtype != self.dtype:
+            keys = out.copy_(keys)
+        norm = torch.linalg.vector_norm(keys, dim=1, keepdim=True)
+        torch.div(keys, norm.clamp_min(NORMALIZE_EPS), out=out)  # read, normalise and write in one pass
+        small = norm < NORMALIZE_EPS
+        if small.any():
+            out.masked_fill_(small, 0.0)
         return out
 
-    def _tile(self, rows: int, cols: int) -> Tensor:
-        """A contiguous ``(rows, cols)`` view of one reused buffer (no allocation, hence no page faults, per tile)."""
-        size = self.query_tile * self.key_tile
-        if self._buffer is None:
-            self._buffer = torch.empty(size, dtype=self.dtype, device=self.queries.device)
-        return self._buffer[: rows * cols].view(rows, cols)
+    def _tile(self, lane: _Lane, rows: int, cols: int) -> Tensor:
+        """A contiguous ``(rows, cols)`` view of the lane's reused buffer (no allocation, hence no page faults, per
+        tile)."""
+        if lane.tile is None:
+            lane.tile = torch.empty(self.query_tile * self.key_tile, dtype=self.dtype, device=self.queries.device)
+        return lane.tile[: rows * cols].view(rows, cols)
 
-    def _merge(self, qs: int, sim: Tensor) -> None:
-        """Merge one tile of similarities (queries ``qs...``, keys ``self.seen...``) into the running top-k."""
-        best_v = self.values[qs : qs + sim.shape[0]]
-        best_i = self.indices[qs : qs + sim.shape[0]]
-        if not self.filter or self.seen < self.k:
-            self._merge_rows(best_v, best_i, sim, None)
+    def _merge(self, lane: _Lane, qs: int, sim: Tensor, seen: int) -> None:
+        """Merge one tile of similarities (queries ``qs...``, keys ``seen...``) into the lane's running top-k."""
+        best_v = lane.values[qs : qs + sim.shape[0]]
+        best_i = lane.indices[qs : qs + sim.shape[0]]
+        if not self.filter or seen < self.k:
+            self._merge_rows(best_v, best_i, sim, None, seen)
             return
-        # Only rows whose maximum beats their current k-th best can change (one pass over the tile); within them,
-        # only the similarities above it are candidates, found in row-major order (by row, then by key index).
         kth = best_v[:, -1]
-        rows = (sim.amax(dim=1) > kth).nonzero().flatten()
-        if rows.numel() == 0:
+        found = self._candidates(sim, kth)
+        if found is None:
             return
-        if rows.numel() < sim.shape[0]:
-            sim, kth = sim.index_select(0, rows), kth.index_select(0, rows)
-        coords = (sim > kth[:, None]).nonzero()
-        counts = torch.bincount(coords[:, 0], minlength=sim.shape[0])
+        rows, counts, slots, cols, values = found
         if int(counts.max()) > SPARSE_CANDIDATES:
-            self._merge_rows(best_v, best_i, sim, rows)
+            self._merge_rows(best_v, best_i, sim.index_select(0, rows), rows, seen)
         else:
-            self._merge_candidates(best_v, best_i, sim, coords, counts, rows)
+            self._merge_candidates(best_v, best_i, rows, counts, slots, cols + seen, values)
 
-    def _merge_rows(self, best_v: Tensor, best_i: Tensor, sim: Tensor, rows: Tensor | None) -> None:
-        """Merge the top-k of tile rows ``sim`` (the tile's ``rows``, or all of them when None)."""
+    def _candidates(self, sim: Tensor, kth: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
+        """The similarities of tile ``sim`` above their row's current ``k``-th best ``kth``, or None when there are
+        none: ``(rows, counts, slots, cols, values)``; ``rows`` are the tile rows with candidates (ascending),
+        ``counts`` their numbers of candidates, and each candidate has its position in ``rows`` (``slots``), its
+        column and its value, ordered by row, then by column.
+
+        One pass over the tile takes the maxima of blocks of :data:`FILTER_BLOCK` columns (as fast as the row maxima,
+        and vectorised, unlike an elementwise comparison with a per-row threshold); only blocks whose maximum beats
+        the row's threshold are read again. Once a few thousand keys are seen, those are a few per tile.
+        """
+        n_rows, n_cols = sim.shape
+        block = FILTER_BLOCK if n_cols % FILTER_BLOCK == 0 else n_cols  # a ragged (last) tile: one block per row
+        blocks = sim.view(n_rows, n_cols // block, block)
+        hits = (blocks.amax(dim=2) > kth[:, None]).nonzero()  # (row, block), row-major
+        if hits.numel() == 0:
+            return None
+        hit_rows, hit_blocks = hits[:, 0], hits[:, 1]
+        hit_values = blocks[hit_rows, hit_blocks]  # (hits, block)
+        found = (hit_values > kth.index_select(0, hit_rows)[:, None]).nonzero()  # (hit, offset), row-major
+        hit, offset = found[:, 0], found[:, 1]
+        tile_rows = hit_rows.index_select(0, hit)
+        rows, slots, counts = torch.unique_consecutive(tile_rows, return_inverse=True, return_counts=True)
+        cols = hit_blocks.index_select(0, hit) * block + offset
+        return rows, counts, slots, cols, hit_values[hit, offset]
+
+    def _merge_rows(self, best_v: Tensor, best_i: Tensor, sim: Tensor, rows: Tensor | None, seen: int) -> None:
+        """Merge the top-k of tile rows ``sim`` (the tile's ``rows``, or all of them when None; keys from
+        ``seen``)."""
         old_v = best_v if rows is None else best_v.index_select(0, rows)
         old_i = best_i if rows is None else best_i.index_select(0, rows)
         v, i = topk_smallest_index_ties(sim, min(self.k, sim.shape[1]))
-        self._keep_best(best_v, best_i, rows, torch.cat([old_v, v], dim=1), torch.cat([old_i, i + self.seen], dim=1))
+        self._keep_best(best_v, best_i, rows, torch.cat([old_v, v], dim=1), torch.cat([old_i, i + seen], dim=1))
 
     def _merge_candidates(
-        self, best_v: Tensor, best_i: Tensor, sim: Tensor, coords: Tensor, counts: Tensor, rows: Tensor
+        self,
+        best_v: Tensor,
+        best_i: Tensor,
+        rows: Tensor,
+        counts: Tensor,
+        slots: Tensor,
+        cols: Tensor,
+        values: Tensor,
     ) -> None:
-        """Merge a few candidates per row: ``sim`` holds the tile's ``rows``, each with at least one candidate;
-        ``coords`` are the candidates' (row of ``sim``, key) positions, row-major."""
+        """Merge a few candidates per row (see :meth:`_candidates` for the arguments; ``cols`` are key indices)."""
         width = self.k + int(counts.max())
-        sim_rows, cols = coords[:, 0], coords[:, 1]
         starts = torch.cumsum(counts, 0) - counts
-        place = self.k + torch.arange(coords.shape[0], device=sim.device) - starts[sim_rows]
-        cand_v = torch.full((sim.shape[0], width), float("-inf"), dtype=sim.dtype, device=sim.device)
-        cand_i = torch.full((sim.shape[0], width), -1, dtype=torch.long, device=sim.device)
+        place = self.k + torch.arange(cols.shape[0], device=cols.device) - starts[slots]
+        cand_v = torch.full((rows.shape[0], width), float("-inf"), dtype=values.dtype, device=values.device)
+        cand_i = torch.full((rows.shape[0], width), -1, dtype=torch.long, device=values.device)
         cand_v[:, : self.k] = best_v.index_select(0, rows)
         cand_i[:, : self.k] = best_i.index_select(0, rows)
-        cand_v[sim_rows, place] = sim[sim_rows, cols]
-        cand_i[sim_rows, place] = cols + self.seen
+        cand_v[slots, place] = values
+        cand_i[slots, place] = cols
         self._keep_best(best_v, best_i, rows, cand_v, cand_i)
 
     def _keep_best(self, best_v: Tensor, best_i: Tensor, rows: Tensor | None, cand_v: Tensor, cand_i: Tensor) -> None:
@@ -242,7 +352,14 @@ class StreamingTopK:
         """``(values, indices)``, each ``(B, k)``, most similar first; raises when fewer than ``k`` keys were added."""
         if self.seen < self.k:
             raise ValueError(f"only {self.seen} keys were added, fewer than k={self.k}.")
-        return self.values, self.indices
+        if len(self._lanes) == 1:
+            return self._lanes[0].values, self._lanes[0].indices
+        # Each lane holds the top-k of its own keys under the same order (value, then smaller index), so the top-k
+        # of their union is the top-k over all keys. Unfilled places (-inf, -1) sort last.
+        values = torch.cat([lane.values for lane in self._lanes], dim=1)
+        indices = torch.cat([lane.indices for lane in self._lanes], dim=1)
+        values, indices = sort_by_value_then_index(values, indices)
+        return values[:, : self.k].contiguous(), indices[:, : self.k].contiguous()
 
 
 @torch.no_grad()
@@ -258,18 +375,20 @@ def chunked_similarity_topk(
     """Top-``k`` similarities of each query among ``keys``, walking the keys in tiles (:class:`StreamingTopK`).
 
     ``chunk_size`` and ``query_chunk_size`` bound the tile (keys x queries); on the CPU the tile is at most
-    :data:`CPU_KEY_TILE` x :data:`CPU_QUERY_TILE`, which is faster than larger ones. Ties are broken towards the
+    :data:`CPU_QUERY_TILE` queries x :func:`cpu_key_tile` keys (about 2 million similarities), which is faster than
+    larger ones. Ties are broken towards the
     smaller key index, as ``torch.topk`` does on one matrix. Returns ``(values, indices)``, each ``(B, k)``, values
     in descending order.
     """
     dtype = compute_dtype(queries, keys)
     cuda = queries.device.type == "cuda"
+    query_tile = query_chunk_size if cuda else min(query_chunk_size, CPU_QUERY_TILE)
     search = StreamingTopK(
         queries.to(dtype),
         k,
         normalize=normalize,
-        query_tile=query_chunk_size if cuda else min(query_chunk_size, CPU_QUERY_TILE),
-        key_tile=chunk_size if cuda else min(chunk_size, CPU_KEY_TILE),
+        query_tile=query_tile,
+        key_tile=chunk_size if cuda else min(chunk_size, cpu_key_tile(min(query_tile, queries.shape[0]))),
     )
     search.add(keys)
     return search.result()
