@@ -10,6 +10,7 @@ import json
 import random
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -162,8 +163,10 @@ def test_cli_card_records_the_command_and_pushes_through_the_library(
     pushed = []
 
     def fake_push(self, repo_id, **kwargs):  # the library's push_to_hub, without the network
-        card = (out / "model" / "README.md").read_text(encoding="utf-8")  # saved before pushing
-        pushed.append((repo_id, kwargs, self.model_card_data.command, card))
+        folder = Path(kwargs.pop("local_model_path"))  # the saved folder goes as it is
+        assert folder == out / "model"
+        card = (folder / "README.md").read_text(encoding="utf-8")  # saved before pushing
+        pushed.append((repo_id, kwargs, self.model_card_data.command, card, (folder / "knn_classifier").is_dir()))
         return f"https://huggingface.co/{repo_id}/commit/0"
 
     monkeypatch.setattr(SentenceTransformer, "push_to_hub", fake_push)
@@ -197,9 +200,11 @@ def test_cli_card_records_the_command_and_pushes_through_the_library(
     assert float(logs[0]["test_accuracy"]) == pytest.approx(metrics["before"]["test_accuracy"], abs=5e-5)
 
     # --push-to-hub: once, after saving, through model.push_to_hub with the repository and private=True
-    [(repo_id, kwargs, pushed_command, pushed_card)] = pushed
+    # (the saved folder, with its kNN classifier and a card whose usage names the repository)
+    [(repo_id, kwargs, pushed_command, pushed_card, with_classifier)] = pushed
     assert (repo_id, kwargs, pushed_command) == ("someone/tiny-align", {"private": True}, command)
-    assert pushed_card == card
+    assert pushed_card == card and with_classifier
+    assert 'SentenceTransformer("someone/tiny-align")' in card
 
 
 def test_a_failed_push_keeps_the_saved_model(capsys, monkeypatch, tmp_path, tiny_model_dir, toy_dir):
@@ -220,7 +225,8 @@ def test_a_failed_push_keeps_the_saved_model(capsys, monkeypatch, tmp_path, tiny
     err = capsys.readouterr().err
     assert "sbert-align: error: --push-to-hub someone/x: the push failed (409 Client Error" in err
     assert f"saved in {out / 'model'}" in err
-    assert calls == [("someone/x", {"private": None})]  # the Hub's default visibility without --hub-private
+    # the Hub's default visibility without --hub-private
+    assert calls == [("someone/x", {"private": None, "local_model_path": str(out / "model")})]
     assert (out / "model" / "README.md").is_file() and (out / "metrics.json").is_file()
 
 

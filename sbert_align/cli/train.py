@@ -9,7 +9,8 @@ holds a :class:`~sbert_align.classifier.KNNClassifier` fitted on the train split
 The model card (``model/README.md``) is sentence-transformers' own: the losses with their configs and citations, the
 evaluator's metrics, the training logs and hyperparameters. :class:`SbertAlignModelCardData` adds how to reproduce
 the run: the ``sbert-align train`` command (:func:`train_command`) and the sbert-align version. With ``push_to_hub``
-the saved model then goes to the Hugging Face Hub through the library's ``model.push_to_hub``.
+the saved model folder (with its kNN classifier) then goes to the Hugging Face Hub through the library's
+``model.push_to_hub(..., local_model_path=...)``.
 
 Example::
 
@@ -540,7 +541,7 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     check_out_folder(out, config.overwrite)  # a file put there meanwhile
     out.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out / "model") as tmp:
-        model.save(str(tmp))
+        model.save(str(tmp), model_name=config.push_to_hub)  # the card's usage snippet names the Hub repository
         if classifier is not None:
             classifier.save_index(tmp)
     plot_training_curve(
@@ -556,7 +557,12 @@ def train(config: TrainConfig, log: Log = print) -> TrainResult:
     if config.push_to_hub:
         log(f"pushing the model to the Hugging Face Hub: {config.push_to_hub}")
         try:
-            url = model.push_to_hub(config.push_to_hub, private=True if config.hub_private else None)
+            # The saved folder as it is (the library's local_model_path), so the kNN classifier and the card go too.
+            url = model.push_to_hub(
+                config.push_to_hub,
+                private=True if config.hub_private else None,
+                local_model_path=str(out / "model"),
+            )
         except Exception as e:
             raise CLIError(
                 f"--push-to-hub {config.push_to_hub}: the push failed ({first_line(e)}); the trained model is saved "
