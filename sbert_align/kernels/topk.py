@@ -97,10 +97,11 @@ FILTER_BLOCK = 128
 def _single_threaded_workers(workers: int) -> Iterator[concurrent.futures.ThreadPoolExecutor | None]:
     """A pool of ``workers`` Python threads that each run torch with one intra-op thread, or None for one worker.
 
-    Two independent single-threaded matrix products run faster than one product on two threads (1.6x on two cores
-    here against 2.0x), and the selection between products runs in parallel too. ``torch.set_num_threads(1)`` in a
-    worker sets that thread's OpenMP and MKL thread counts (both per thread) and torch's default for threads started
-    later; the caller's setting is restored on exit, so the caller's own thread count never changes.
+    The selection between matrix products is many small eager operations that gain little from intra-op threads;
+    with one worker per thread, each searching its own key tiles, the selection runs on every core as the products
+    do (``benchmarks/results/topk_cpu.md``). ``torch.set_num_threads(1)`` in a worker sets that thread's OpenMP and
+    MKL thread counts (both per thread) and torch's default for threads started later; the caller's setting is
+    restored on exit, so the caller's own thread count never changes.
     """
     if workers <= 1:
         yield None
