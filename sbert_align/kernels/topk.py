@@ -1,8 +1,10 @@
 """Streaming top-k cosine similarity: the nearest-neighbour search of kNN and retrieval evaluation.
 
 Keys are walked in tiles; each tile's similarities are merged into a running top-k (:class:`StreamingTopK`), so the
-(queries x keys) matrix never exists at once. Peak memory: the normalised queries, the ``(B, k)`` state and one tile
-of ``query_tile x key_tile`` similarities.
+(queries x keys) matrix never exists at once. Peak memory: the normalised queries and, per worker thread (one per
+torch thread on the CPU, see :func:`_single_threaded_workers`), a ``(B, k)`` state, one tile of ``query_tile x
+key_tile`` similarities (8 MiB in float32 on the CPU) and one normalised key tile; nothing grows with the number of
+keys.
 """
 
 from __future__ import annotations
