@@ -172,14 +172,17 @@ def test_streaming_topk_candidate_merge_and_row_topk_agree(monkeypatch, sparse_c
         assert search.result()[1].tolist() == _expected(q, keys, k, normalize=False)
 
 
+@pytest.mark.parametrize("dense_share", [0.0, 0.125, 2.0])
 @pytest.mark.parametrize("filter_block", [1, 4, 16, 128])
-def test_streaming_topk_block_filter_matches_the_full_matrix(monkeypatch, filter_block):
+def test_streaming_topk_block_filter_matches_the_full_matrix(monkeypatch, filter_block, dense_share):
     # The filter reads a tile's block maxima; tiles whose width is not a multiple of the block (the last one here)
-    # fall back to one block per row. Every block size must find the same neighbours, ties included.
+    # fall back to one block per row. Every block size must find the same neighbours, ties included, whether the
+    # hit rows are merged by listing candidates (dense_share 2: always) or by torch.topk (0: always).
     from sbert_align.kernels import StreamingTopK
     from sbert_align.kernels import topk as topk_module
 
     monkeypatch.setattr(topk_module, "FILTER_BLOCK", filter_block)
+    monkeypatch.setattr(topk_module, "DENSE_SHARE", dense_share)
     torch.manual_seed(filter_block)
     base = torch.randint(-4, 5, (50, 6)).double()
     keys = torch.cat([base, torch.randint(-4, 5, (400, 6)).double(), base.flip(0)])  # 500 keys: 3 full tiles of 128
@@ -243,3 +246,21 @@ def test_cpu_key_tile_keeps_the_tile_size_and_stays_a_multiple_of_the_filter_blo
     assert cpu_key_tile(1000) == 2 * CPU_KEY_TILE
     assert cpu_key_tile(1) == cpu_key_tile(0) == CPU_MAX_KEY_TILE
     assert all(cpu_key_tile(b) % FILTER_BLOCK == 0 for b in range(1, 3000, 37))
+
+
+def test_candidates_of_a_dense_tile_are_not_listed():
+    # A tile whose hit blocks cover more than DENSE_SHARE of it (a lane's first keys, adversarial orders) goes to
+    # torch.topk by rows: listing its candidates would take several times the tile's memory.
+    from sbert_align.kernels import StreamingTopK
+
+    search = StreamingTopK(torch.randn(6, 4), 3)
+    sim = torch.randn(6, 256)
+    rows, candidates = search._candidates(sim, torch.full((6,), float("-inf")))
+    assert rows.tolist() == list(range(6)) and candidates is None
+    kth = sim.max(dim=1).values.clone()
+    kth[2] = sim[2].sort().values[-3]  # row 2 alone has two candidates
+    rows, (counts, slots, cols, values) = search._candidates(sim, kth)
+    assert rows.tolist() == [2] and counts.tolist() == [2] and slots.tolist() == [0, 0]
+    assert cols.tolist() == sorted(sim[2].topk(2).indices.tolist())
+    assert torch.equal(values, sim[2, cols])
+    assert search._candidates(sim, sim.max(dim=1).values) is None

@@ -93,6 +93,9 @@ SPARSE_CANDIDATES = 32
 #: maximum beats the row's current k-th best are read again. 128 reduces as fast as whole rows (one thread, 2048 x
 #: 1024 tiles: 0.23 ms vs 0.18 ms; 32 took 0.51 ms and 16 6.7 ms) and leaves 8 blocks per row to compare.
 FILTER_BLOCK = 128
+#: When the blocks to read again cover more than this share of a tile, its rows are merged by ``torch.topk`` instead
+#: of listing the candidates (which would take more memory than the tile: a value and two int64 positions each).
+DENSE_SHARE = 0.125
 
 
 @contextlib.contextmanager
@@ -126,6 +129,7 @@ class _Lane:
     def __init__(self, rows: int, k: int, dtype: torch.dtype, device: torch.device):
         self.values = torch.full((rows, k), float("-inf"), dtype=dtype, device=device)
         self.indices = torch.full((rows, k), -1, dtype=torch.long, device=device)
+        self.seen = 0  # keys searched by this lane
         self.tile: Tensor | None = None
         self.keys: Tensor | None = None
 
@@ -241,6 +245,7 @@ class StreamingTopK:
                     q = self.queries[qs : qs + self.query_tile]
                     sim = torch.mm(q, kt, out=self._tile(lane, q.shape[0], kc.shape[0]))
                     self._merge(lane, qs, sim, self.seen + ks)
+                lane.seen += kc.shape[0]
 
     def _keys_tile(self, lane: _Lane, keys: Tensor) -> Tensor:
         """``keys`` in the compute dtype, normalised when asked, in the lane's reused buffer: ``normalize_rows``'s rule
@@ -270,24 +275,28 @@ class StreamingTopK:
         """Merge one tile of similarities (queries ``qs...``, keys ``seen...``) into the lane's running top-k."""
         best_v = lane.values[qs : qs + sim.shape[0]]
         best_i = lane.indices[qs : qs + sim.shape[0]]
-        if not self.filter or seen < self.k:
+        if not self.filter or lane.seen < self.k:  # the lane's first keys: every row changes
             self._merge_rows(best_v, best_i, sim, None, seen)
             return
-        kth = best_v[:, -1]
-        found = self._candidates(sim, kth)
+        found = self._candidates(sim, best_v[:, -1])
         if found is None:
             return
-        rows, counts, slots, cols, values = found
-        if int(counts.max()) > SPARSE_CANDIDATES:
+        rows, candidates = found
+        if candidates is None or int(candidates[0].max()) > SPARSE_CANDIDATES:
             self._merge_rows(best_v, best_i, sim.index_select(0, rows), rows, seen)
         else:
+            counts, slots, cols, values = candidates
             self._merge_candidates(best_v, best_i, rows, counts, slots, cols + seen, values)
 
-    def _candidates(self, sim: Tensor, kth: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
-        """The similarities of tile ``sim`` above their row's current ``k``-th best ``kth``, or None when there are
-        none: ``(rows, counts, slots, cols, values)``; ``rows`` are the tile rows with candidates (ascending),
-        ``counts`` their numbers of candidates, and each candidate has its position in ``rows`` (``slots``), its
-        column and its value, ordered by row, then by column.
+    def _candidates(
+        self, sim: Tensor, kth: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor] | None] | None:
+        """The similarities of tile ``sim`` above their row's current ``k``-th best ``kth``: None when there are
+        none, else ``(rows, candidates)``; ``rows`` are the tile rows that may change (ascending), and
+        ``candidates`` is ``(counts, slots, cols, values)``: each row's number of candidates, and each candidate's
+        position in ``rows``, column and value, ordered by row, then by column. ``candidates`` is None when the blocks
+        to read again cover more than :data:`DENSE_SHARE` of the tile (adversarial key orders): listing every
+        candidate would then cost more memory than the tile, and ``torch.topk`` of those rows is the better merge.
 
         One pass over the tile takes the maxima of blocks of :data:`FILTER_BLOCK` columns (as fast as the row maxima,
         and vectorised, unlike an elementwise comparison with a per-row threshold); only blocks whose maximum beats
@@ -300,13 +309,15 @@ class StreamingTopK:
         if hits.numel() == 0:
             return None
         hit_rows, hit_blocks = hits[:, 0], hits[:, 1]
+        if hit_rows.shape[0] * block > DENSE_SHARE * sim.numel():
+            return torch.unique_consecutive(hit_rows), None
         hit_values = blocks[hit_rows, hit_blocks]  # (hits, block)
         found = (hit_values > kth.index_select(0, hit_rows)[:, None]).nonzero()  # (hit, offset), row-major
         hit, offset = found[:, 0], found[:, 1]
         tile_rows = hit_rows.index_select(0, hit)
         rows, slots, counts = torch.unique_consecutive(tile_rows, return_inverse=True, return_counts=True)
         cols = hit_blocks.index_select(0, hit) * block + offset
-        return rows, counts, slots, cols, hit_values[hit, offset]
+        return rows, (counts, slots, cols, hit_values[hit, offset])
 
     def _merge_rows(self, best_v: Tensor, best_i: Tensor, sim: Tensor, rows: Tensor | None, seen: int) -> None:
         """Merge the top-k of tile rows ``sim`` (the tile's ``rows``, or all of them when None; keys from
