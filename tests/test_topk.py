@@ -264,3 +264,67 @@ def test_candidates_of_a_dense_tile_are_not_listed():
     assert cols.tolist() == sorted(sim[2].topk(2).indices.tolist())
     assert torch.equal(values, sim[2, cols])
     assert search._candidates(sim, sim.max(dim=1).values) is None
+
+
+@pytest.mark.parametrize("k", [3, 100])
+def test_streaming_topk_worker_threads_under_inference_mode_and_large_k(monkeypatch, k):
+    # Inference mode is per thread like grad mode: the workers must run in the caller's mode (sentence-transformers
+    # encodes under torch.inference_mode), and k may exceed the keys one worker sees (3 workers x 64-key tiles).
+    from sbert_align.kernels import StreamingTopK
+    from sbert_align.kernels import topk as topk_module
+
+    monkeypatch.setattr(topk_module, "CPU_PARALLEL_MIN_PAIRS", 1)
+    torch.manual_seed(k)
+    q, keys = torch.randn(7, 10), torch.randn(250, 10)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        with torch.inference_mode():
+            search = StreamingTopK(q, k, query_tile=4, key_tile=64)
+            search.add(keys)
+        values, indices = search.result()
+    finally:
+        torch.set_num_threads(previous)
+    assert len(search._lanes) == 3
+    assert indices.tolist() == _expected(q, keys, k)
+
+
+def test_streaming_topk_refuses_to_go_on_after_a_failed_add(monkeypatch):
+    from sbert_align.kernels import StreamingTopK
+    from sbert_align.kernels import topk as topk_module
+
+    search = StreamingTopK(torch.randn(3, 4), 2, key_tile=8)
+    search.add(torch.randn(20, 4))
+    calls = []
+
+    def failing_merge(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # e.g. Ctrl-C between two tiles
+        return original(self, *args)
+
+    original = topk_module.StreamingTopK._merge
+    monkeypatch.setattr(topk_module.StreamingTopK, "_merge", failing_merge)
+    with pytest.raises(KeyboardInterrupt):
+        search.add(torch.randn(20, 4))
+    monkeypatch.setattr(topk_module.StreamingTopK, "_merge", original)
+    with pytest.raises(RuntimeError, match="an earlier add"):
+        search.add(torch.randn(5, 4))
+    with pytest.raises(RuntimeError, match="an earlier add"):
+        search.result()
+
+
+def test_streaming_topk_lane_merge_puts_unfilled_places_after_minus_infinity():
+    # Merging the workers' lists: a key scored -inf (an overflowed dot product) still beats a lane's unfilled place
+    # (-inf, -1), and equal values go to the smaller index across lanes.
+    from sbert_align.kernels import StreamingTopK
+    from sbert_align.kernels.topk import _Lane
+
+    search = StreamingTopK(torch.zeros(1, 2), 3, normalize=False)
+    inf = float("-inf")
+    lane0, lane1 = _Lane(1, 3, torch.float32, torch.device("cpu")), _Lane(1, 3, torch.float32, torch.device("cpu"))
+    lane0.values[0], lane0.indices[0] = torch.tensor([2.0, inf, inf]), torch.tensor([4, 7, -1])
+    lane1.values[0], lane1.indices[0] = torch.tensor([2.0, inf, inf]), torch.tensor([1, -1, -1])
+    search._lanes, search.seen = [lane0, lane1], 8
+    values, indices = search.result()
+    assert indices.tolist() == [[1, 4, 7]] and values.tolist() == [[2.0, 2.0, inf]]

@@ -82,9 +82,10 @@ def cpu_key_tile(queries: int) -> int:
     return min(CPU_MAX_KEY_TILE, max(CPU_KEY_TILE, fit // CPU_KEY_TILE * CPU_KEY_TILE))
 
 
-#: With several torch threads on the CPU and at least this many (query, key) pairs in one :meth:`StreamingTopK.add`,
-#: ``torch.get_num_threads()`` Python threads share the key tiles (tile ``t`` to thread ``t % threads``), each with
-#: one intra-op thread and a running top-k of its own (see :func:`_single_threaded_workers`).
+#: With several torch threads on the CPU (OpenMP builds) and at least this many (query, key) pairs and two key tiles in
+#: one :meth:`StreamingTopK.add`, ``w = min(torch.get_num_threads(), tiles)`` Python threads share that call's key
+#: tiles (its tile ``t`` to thread ``t % w``), each with one intra-op thread and a running top-k of its own (see
+#: :func:`_single_threaded_workers`).
 CPU_PARALLEL_MIN_PAIRS = 1 << 24
 #: Up to this many candidates per row (similarities above the row's current k-th best) in a tile, they are merged
 #: directly; a tile with a row that has more (the first tiles, adversarial orders) runs ``torch.topk`` on its rows.
@@ -98,6 +99,11 @@ FILTER_BLOCK = 128
 DENSE_SHARE = 0.125
 
 
+#: Whether torch's intra-op thread count is per thread (the OpenMP backend, as in the PyPI wheels); with the native
+#: backend one pool serves every thread, so worker threads would not run side by side.
+_PER_THREAD_COUNTS = torch.backends.openmp.is_available()
+
+
 @contextlib.contextmanager
 def _single_threaded_workers(workers: int) -> Iterator[concurrent.futures.ThreadPoolExecutor | None]:
     """A pool of ``workers`` Python threads that each run torch with one intra-op thread, or None for one worker.
@@ -106,7 +112,9 @@ def _single_threaded_workers(workers: int) -> Iterator[concurrent.futures.Thread
     with one worker per thread, each searching its own key tiles, the selection runs on every core as the products
     do (``benchmarks/results/topk_cpu.md``). ``torch.set_num_threads(1)`` in a worker sets that thread's OpenMP and
     MKL thread counts (both per thread) and torch's default for threads started later; the caller's setting is
-    restored on exit, so the caller's own thread count never changes.
+    restored on exit, so the caller's own thread count never changes. While a search runs, a thread that first uses
+    torch gets one intra-op thread; a caller in a thread with its own count leaves that count as the process default.
+    Only used with torch's OpenMP backend (:data:`_PER_THREAD_COUNTS`), where those counts are per thread.
     """
     if workers <= 1:
         yield None
@@ -138,8 +146,8 @@ class StreamingTopK:
     """The running top-``k`` cosine similarities of fixed queries over keys that arrive in chunks.
 
     Feed keys with :meth:`add` (in order: key indices continue from one call to the next) and read the result with
-    :meth:`result`. Only the queries, the ``(B, k)`` state and one tile of similarities are held, so keys can be
-    embedded and searched chunk by chunk: a million keys never exist at once.
+    :meth:`result`. Only the queries and, per worker thread, a ``(B, k)`` state and one tile of similarities and of
+    keys are held, so keys can be embedded and searched chunk by chunk: a million keys never exist at once.
 
     Each tile of similarities (``query_tile x key_tile``) is written into one reused buffer; one pass takes the
     maxima of blocks of :data:`FILTER_BLOCK` keys, and only the blocks whose maximum beats their row's current
@@ -149,8 +157,12 @@ class StreamingTopK:
     the selection costs little beside the matrix product. On CUDA the filter (which needs a device sync) is skipped
     and every row goes through ``torch.topk``.
 
-    Ties go to the smaller key index: keys arrive in index order, a tile's candidates must be strictly better than the
-    current ``k``-th value to enter, and equal values within a tile are taken by index.
+    On the CPU with several torch threads, the key tiles of each :meth:`add` are shared among worker threads (see
+    :data:`CPU_PARALLEL_MIN_PAIRS`), each keeping its own running top-k; :meth:`result` merges them.
+
+    Ties go to the smaller key index: keys arrive in index order (within each worker too), a tile's candidates must
+    be strictly better than the current ``k``-th value to enter, equal values within a tile are taken by index, and
+    the workers' lists are merged by value, then index.
 
     Args:
         queries: ``(B, D)``.
@@ -200,6 +212,7 @@ class StreamingTopK:
             self.queries = normalize_rows(q) if normalize else q
         self.seen = 0
         self._lanes = [_Lane(self.queries.shape[0], self.k, self.dtype, self.queries.device)]
+        self._broken = False
 
     @property
     def dim(self) -> int:
@@ -212,32 +225,50 @@ class StreamingTopK:
             raise ValueError(f"keys must be 2-D with dimension {self.dim}, got shape {tuple(keys.shape)}.")
         if keys.dtype == torch.float64 and self.dtype != torch.float64:
             raise ValueError("float64 keys need float64 queries (the search runs in the queries' compute dtype).")
+        self._check_usable()
         starts = range(0, keys.shape[0], self.key_tile)
         workers = self._workers(keys.shape[0])
         while len(self._lanes) < workers:
             self._lanes.append(_Lane(self.queries.shape[0], self.k, self.dtype, self.queries.device))
-        with _single_threaded_workers(workers) as pool:
-            if pool is None:
-                self._search(keys, starts, self._lanes[0])
-            else:
-                jobs = [pool.submit(self._search, keys, starts[w::workers], self._lanes[w]) for w in range(workers)]
-                for job in jobs:
-                    job.result()  # waits; re-raises a worker's error here
+        inference = torch.is_inference_mode_enabled()  # per thread, like grad mode: the workers take the caller's
+        try:
+            with _single_threaded_workers(workers) as pool:
+                if pool is None:
+                    self._search(keys, starts, self._lanes[0], inference)
+                else:
+                    jobs = [
+                        pool.submit(self._search, keys, starts[w::workers], self._lanes[w], inference)
+                        for w in range(workers)
+                    ]
+                    for job in jobs:
+                        job.result()  # waits; re-raises a worker's error here
+        except BaseException:
+            # Some tiles were merged and others not: the state no longer answers for any prefix of the keys.
+            self._broken = True
+            raise
         self.seen += keys.shape[0]
+
+    def _check_usable(self) -> None:
+        if self._broken:
+            raise RuntimeError(
+                "this StreamingTopK is unusable: an earlier add() failed part way, so its running top-k mixes searched "
+                "and unsearched keys; start a new one."
+            )
 
     def _workers(self, n: int) -> int:
         """How many threads search ``n`` keys: on the CPU one per torch thread once the work is large enough (each
         with one intra-op thread and every ``workers``-th key tile), else one. CUDA: one."""
         threads = torch.get_num_threads()
         tiles = -(-n // self.key_tile)
-        if not self.filter or threads < 2 or tiles < 2 or self.queries.shape[0] * n < CPU_PARALLEL_MIN_PAIRS:
+        small = self.queries.shape[0] * n < CPU_PARALLEL_MIN_PAIRS
+        if not self.filter or not _PER_THREAD_COUNTS or threads < 2 or tiles < 2 or small:
             return 1
         return min(threads, tiles)
 
-    def _search(self, keys: Tensor, starts: range, lane: _Lane) -> None:
-        """Search the key tiles that begin at ``starts`` (ascending) into ``lane``."""
+    def _search(self, keys: Tensor, starts: range, lane: _Lane, inference: bool) -> None:
+        """Search the key tiles that begin at ``starts`` (ascending) into ``lane``, in the caller's inference mode."""
         device = self.queries.device
-        with torch.no_grad():  # grad mode is per thread
+        with torch.no_grad(), torch.inference_mode(inference):  # both are per thread
             for ks in starts:
                 kc = self._keys_tile(lane, keys[ks : ks + self.key_tile].to(device=device))
                 kt = kc.T
@@ -268,7 +299,8 @@ class StreamingTopK:
         """A contiguous ``(rows, cols)`` view of the lane's reused buffer (no allocation, hence no page faults, per
         tile)."""
         if lane.tile is None:
-            lane.tile = torch.empty(self.query_tile * self.key_tile, dtype=self.dtype, device=self.queries.device)
+            size = min(self.query_tile, self.queries.shape[0]) * self.key_tile
+            lane.tile = torch.empty(size, dtype=self.dtype, device=self.queries.device)
         return lane.tile[: rows * cols].view(rows, cols)
 
     def _merge(self, lane: _Lane, qs: int, sim: Tensor, seen: int) -> None:
@@ -364,14 +396,17 @@ class StreamingTopK:
 
     def result(self) -> tuple[Tensor, Tensor]:
         """``(values, indices)``, each ``(B, k)``, most similar first; raises when fewer than ``k`` keys were added."""
+        self._check_usable()
         if self.seen < self.k:
             raise ValueError(f"only {self.seen} keys were added, fewer than k={self.k}.")
         if len(self._lanes) == 1:
             return self._lanes[0].values, self._lanes[0].indices
         # Each lane holds the top-k of its own keys under the same order (value, then smaller index), so the top-k
-        # of their union is the top-k over all keys. Unfilled places (-inf, -1) sort last.
+        # of their union is the top-k over all keys. Unfilled places (-inf, -1) must sort after every key, even one
+        # whose similarity is -inf: they get the largest index while sorting.
         values = torch.cat([lane.values for lane in self._lanes], dim=1)
         indices = torch.cat([lane.indices for lane in self._lanes], dim=1)
+        indices = indices.masked_fill(indices < 0, torch.iinfo(torch.long).max)
         values, indices = sort_by_value_then_index(values, indices)
         return values[:, : self.k].contiguous(), indices[:, : self.k].contiguous()
 
@@ -390,9 +425,8 @@ def chunked_similarity_topk(
 
     ``chunk_size`` and ``query_chunk_size`` bound the tile (keys x queries); on the CPU the tile is at most
     :data:`CPU_QUERY_TILE` queries x :func:`cpu_key_tile` keys (about 2 million similarities), which is faster than
-    larger ones. Ties are broken towards the
-    smaller key index, as ``torch.topk`` does on one matrix. Returns ``(values, indices)``, each ``(B, k)``, values
-    in descending order.
+    larger ones. Ties are broken towards the smaller key index (a stable sort of the whole matrix). Returns
+    ``(values, indices)``, each ``(B, k)``, values in descending order.
     """
     dtype = compute_dtype(queries, keys)
     cuda = queries.device.type == "cuda"
