@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,13 @@ def finish_row(row: dict[str, Any], start: float) -> dict[str, Any]:
     row["peak_rss_mib"], row["peak_rss_source"] = own_peak_rss_mib(), "VmHWM"
     row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return row
+
+
+def timing_note_lines(rows: list[dict[str, Any]], name: Callable[[dict[str, Any]], str]) -> list[str]:
+    """Markdown lines for the rows whose wall time is not the row's own work (a process stopped with SIGSTOP while
+    another measurement ran): their ``timing_note``, then a blank line; nothing when no row has one."""
+    notes = [f"- {name(r)}: {r['timing_note']}" for r in rows if r.get("timing_note")]
+    return notes + [""] if notes else []
 
 
 def own_peak_rss_mib() -> float:
@@ -540,12 +548,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines += [head + ".", ""]
             lines += _table(rows_b)
             lines.append("")
-            # Rows whose wall time is not the row's own work (a process stopped for another measurement) say so.
-            lines += [
-                f"- `{r['method']}` (seed {r['seed']}): {r['timing_note']}" for r in rows_b if r.get("timing_note")
-            ]
-            if any(r.get("timing_note") for r in rows_b):
-                lines.append("")
+            lines += timing_note_lines(rows_b, lambda r: f"`{r['method']}` (seed {r['seed']})")
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         lines += ["## Failed rows", ""]
