@@ -407,11 +407,12 @@ def render_markdown(results: dict[str, Any]) -> str:
                     value = r["metrics"].get(field, r.get(field))
                     cells.append("–" if value is None else fmt.format(value))
                 lines.append(f"| {_row_name(r)} | " + " | ".join(cells) + " |")
+            lines.append("")
+            lines += bq.timing_note_lines(group_b, _row_name)
             if split == "validation":
                 with contextlib.suppress(ValueError):
                     weight, _ = best_weight(group_b, budget)
-                    lines += ["", f"Chosen on this validation split (best class kNN accuracy): **w = {weight:g}**."]
-            lines.append("")
+                    lines += [f"Chosen on this validation split (best class kNN accuracy): **w = {weight:g}**.", ""]
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         lines += ["## Failed rows", ""]
