@@ -508,6 +508,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [head + ".", ""]
         lines += _table(frozen + group, n_keys)
         lines.append("")
+        lines += bq.timing_note_lines(group, lambda r: f"{r['method']} (seed {r['seed']})")
     failed = [r for r in rows if r.get("status") != "ok"]
     if failed:
         lines += ["## Failed rows", ""]
