@@ -556,3 +556,28 @@ loss_method(
     lambda model, ctx: _ours()[1](model, memory_size=ctx.n_train, seed=ctx.budget.seed),
     group="ours",
 )
+
+# candidates for the recommended configuration, compared on validation carved from train (``--validation``)
+loss_method(
+    "ca-t05",
+    "ClassAlignmentLoss(model, temperature=0.05): a sharper SupCon (default 0.1)",
+    lambda model, ctx: _ours()[1](model, temperature=0.05, seed=ctx.budget.seed),
+    group="ours",
+)
+loss_method(
+    "ca-t20",
+    "ClassAlignmentLoss(model, temperature=0.2): a softer SupCon (default 0.1)",
+    lambda model, ctx: _ours()[1](model, temperature=0.2, seed=ctx.budget.seed),
+    group="ours",
+)
+loss_method(
+    "ca-memwarmup",
+    "ClassAlignmentLoss(model, memory_warmup_steps=10 % of the run's steps): no stale keys while the learning rate "
+    "warms up",
+    lambda model, ctx: _ours()[1](
+        model,
+        memory_warmup_steps=math.ceil(ctx.budget.warmup_ratio * ctx.steps_per_epoch * ctx.budget.epochs),
+        seed=ctx.budget.seed,
+    ),
+    group="ours",
+)
