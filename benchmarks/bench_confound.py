@@ -40,10 +40,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_quality as bq  # noqa: E402  (also puts the repository on sys.path)
+import harness  # noqa: E402
 import quality_methods as qm  # noqa: E402
 
 DATASET = "trec6"
@@ -265,33 +264,25 @@ def run_row(args: argparse.Namespace, method: str, weight: float | None) -> dict
 
 def spawn_row(args: argparse.Namespace, method: str, weight: float | None) -> dict[str, Any]:
     """Run one row in a fresh process (``--row``) and read back the row it wrote."""
-    with tempfile.TemporaryDirectory(prefix="sbert-align-confound-row-") as tmp:
-        out = Path(tmp) / "row.json"
-        command = [sys.executable, str(Path(__file__).resolve()), "--row", "--row-out", str(out), "--methods", method]
-        command += ["--epochs", str(args.epochs), "--seed", str(args.seed), "--batch-size", str(args.batch_size)]
-        command += ["--lr", repr(args.lr), "--warmup", repr(args.warmup), "--threads", str(args.threads)]
-        command += ["--device", args.device]
-        if method == "ca-confound":
-            command += ["--confound-weights", repr(weight)]
-        if args.max_train is not None:
-            command += ["--max-train", str(args.max_train)]
-        if args.validation:
-            command.append("--validation")
-        start = time.perf_counter()
-        code = subprocess.run(command, env=bq.child_env(args.threads), check=False).returncode
-        if out.is_file():
-            return json.loads(out.read_text())
-        row = row_settings(args, method, weight)
-        row.update(
-            dataset=DATASET,
-            split="validation" if args.validation else "test",
-            threads=args.threads,
-            status="failed",
-            error=f"the row's process ended without a result: exit code {code}",
-            total_seconds=round(time.perf_counter() - start, 2),
-            finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        )
-        return row
+    options = {
+        "methods": method,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "device": args.device,
+        "confound_weights": weight if method == "ca-confound" else None,
+        "max_train": args.max_train,
+        "validation": args.validation,
+    }
+    failed = {
+        **row_settings(args, method, weight),
+        "dataset": DATASET,
+        "split": "validation" if args.validation else "test",
+    }
+    return harness.spawn_row(__file__, options, args.threads, failed)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -323,14 +314,7 @@ def best_weight(validation_rows: list[dict[str, Any]], budget: tuple) -> tuple[f
 
 
 def merge_row(json_path: Path, md_path: Path, row: dict[str, Any], meta: dict[str, Any]) -> None:
-    from sbert_align.files import atomic_write_json, atomic_write_text
-
-    with bq.results_lock(json_path):
-        results = bq.read_results(json_path)
-        results["rows"] = [r for r in results["rows"] if row_key(r) != row_key(row)] + [row]
-        results["meta"] = meta
-        atomic_write_json(json_path, results)
-        atomic_write_text(md_path, render_markdown(results))
+    harness.merge_row(json_path, md_path, row, meta, row_key, render_markdown)
 
 
 def _row_name(row: dict[str, Any]) -> str:
@@ -529,10 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (method, weight) in enumerate(plan, 1):
         name = method if method != "ca-confound" else f"ca-confound (w={weight:g})"
         key = row_key(row_settings(args, method, weight))
-        with bq.results_lock(json_path):
-            cached = next(
-                (r for r in bq.read_results(json_path)["rows"] if row_key(r) == key and r.get("status") == "ok"), None
-            )
+        cached = harness.read_cached(json_path, key, row_key)
         if cached is not None and not args.force:
             log(
                 f"[{i}/{len(plan)}] cached (class kNN {cached['metrics']['class_knn_accuracy']:.4f}); --force reruns",

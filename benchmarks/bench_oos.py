@@ -28,7 +28,6 @@ JSON after every row, with the device, threads and versions.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(REPO))
 
 import bench_quality as bq  # noqa: E402
+import harness  # noqa: E402
 
 DATASET = "clinc150"
 STEM = "oos_clinc150"
@@ -240,25 +240,13 @@ def result_paths(out_dir: Path) -> tuple[Path, Path]:
     return out_dir / f"{STEM}.json", out_dir / f"{STEM}.md"
 
 
-def read_results(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {"meta": {}, "rows": []}
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path}: not a results file of this benchmark (expected an object with 'rows').")
-    return data
+def _name_of(row: dict[str, Any]) -> str | None:
+    return row.get("name")
 
 
 def merge_row(json_path: Path, md_path: Path, row: dict[str, Any], meta: dict[str, Any]) -> None:
     """Put ``row`` into the results (replacing the row of its name) and rewrite the table; atomic, locked."""
-    from sbert_align.files import atomic_write_json, atomic_write_text
-
-    with bq.results_lock(json_path):
-        results = read_results(json_path)
-        results["rows"] = [r for r in results["rows"] if r.get("name") != row["name"]] + [row]
-        results["meta"] = meta
-        atomic_write_json(json_path, results)
-        atomic_write_text(md_path, render_markdown(results))
+    harness.merge_row(json_path, md_path, row, meta, _name_of, render_markdown)
 
 
 def _fmt(value: Any, fmt: str) -> str:
@@ -368,9 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = result_paths(args.out_dir)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     name = row_name(args)
-    with bq.results_lock(json_path):
-        cached = next((r for r in read_results(json_path)["rows"] if r.get("name") == name), None)
-    if cached is not None and cached.get("status") == "ok" and not args.force:
+    cached = harness.read_cached(json_path, name, _name_of)
+    if cached is not None and not args.force:
         m = cached["metrics"]
         log(
             f"{name}: cached (in-scope {m['in_scope_accuracy']:.4f}, OOS recall {m['oos_recall']:.4f}); --force reruns"

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_quality as bq  # noqa: E402  (also puts the repository on sys.path)
+import harness  # noqa: E402
 import pair_methods as pm  # noqa: E402
 import quality_methods as qm  # noqa: E402
 
@@ -323,49 +322,17 @@ def run_row(args: argparse.Namespace, method_name: str) -> dict[str, Any]:
     return bq.finish_row(row, start)
 
 
-def row_command(args: argparse.Namespace, method: str, out: Path) -> list[str]:
-    """The command line that runs one row of ``args`` in its own process and writes it to ``out``."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--row", "--row-out", str(out), "--methods", method]
-    for flag in (
-        "dataset",
-        "epochs",
-        "seed",
-        "batch_size",
-        "lr",
-        "warmup",
-        "threads",
-        "device",
-        "max_train",
-        "max_test",
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            command += [f"--{flag.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
-    return command + (["--validation"] if args.validation else [])
+def row_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The command-line options that run one row of ``args`` in its own process."""
+    names = ("dataset", "epochs", "seed", "batch_size", "lr", "warmup", "threads", "device", "max_train", "max_test")
+    return {"methods": method, **{name: getattr(args, name) for name in names}, "validation": args.validation}
 
 
 def spawn_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """Run one row in a fresh process (``--row``) and read back the row it wrote."""
-    with tempfile.TemporaryDirectory(prefix="sbert-align-pairs-row-") as tmp:
-        out = Path(tmp) / "row.json"
-        start = time.perf_counter()
-        code = subprocess.run(row_command(args, method, out), env=bq.child_env(args.threads), check=False).returncode
-        if out.is_file():
-            return json.loads(out.read_text())
-        reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        if code in (-9, 137):
-            reason += " (possibly out of memory)"
-        row = row_settings(args, method)
-        row.update(
-            dataset=args.dataset,
-            split="validation" if args.validation else "test",
-            threads=args.threads,
-            status="failed",
-            error=f"the row's process ended without a result: {reason}",
-            total_seconds=round(time.perf_counter() - start, 2),
-            finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        )
-        return row
+    split = "validation" if args.validation else "test"
+    failed = {**row_settings(args, method), "dataset": args.dataset, "split": split}
+    return harness.spawn_row(__file__, row_options(args, method), args.threads, failed)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -377,23 +344,9 @@ def result_paths(out_dir: Path, dataset: str, validation: bool) -> tuple[Path, P
     return out_dir / f"{stem}.json", out_dir / f"{stem}.md"
 
 
-def cached_row(results: dict[str, Any], key: tuple) -> dict[str, Any] | None:
-    """The finished (``status: ok``) row with this key; failed rows are retried."""
-    return next((r for r in results["rows"] if row_key(r) == key and r.get("status") == "ok"), None)
-
-
 def merge_row(json_path: Path, md_path: Path, row: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """Put ``row`` into the results file (replacing the row with its key) and rewrite the table; atomic, locked."""
-    from sbert_align.files import atomic_write_json, atomic_write_text
-
-    with bq.results_lock(json_path):
-        results = bq.read_results(json_path)
-        key = row_key(row)
-        results["rows"] = [r for r in results["rows"] if row_key(r) != key] + [row]
-        results["meta"] = meta
-        atomic_write_json(json_path, results)
-        atomic_write_text(md_path, render_markdown(results))
-    return results
+    return harness.merge_row(json_path, md_path, row, meta, row_key, render_markdown)
 
 
 def _method_order(name: str) -> tuple[int, str]:
@@ -647,8 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for i, method in enumerate(args.methods, 1):
         key = row_key(row_settings(args, method))
-        with bq.results_lock(json_path):
-            cached = cached_row(bq.read_results(json_path), key)
+        cached = harness.read_cached(json_path, key, row_key)
         if cached is not None and not args.force:
             log(
                 f"[{i}/{len(args.methods)}] cached (AP {cached['metrics']['average_precision']:.4f}); --force reruns it",

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import fcntl
-import hashlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,7 +35,9 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(REPO))
 
+import harness  # noqa: E402
 import quality_methods as qm  # noqa: E402
+from harness import child_env, finish_row, log, own_peak_rss_mib, read_results, results_lock  # noqa: E402, F401
 
 DATASETS = ("trec6", "trec50", "banking77", "clinc150")
 KNN_K = 5
@@ -49,7 +47,8 @@ VALIDATION_SEED = 0
 SUBSAMPLE_SEED = 0
 ENCODE_BATCH = 128
 #: fields that identify a row in the cache (besides the file: data set and split)
-KEY_FIELDS = ("method", "epochs", "seed", "batch_size", "lr", "warmup_ratio", "max_train", "device")
+#: (``threads``: wall times differ with it; rows are not reused across thread counts)
+KEY_FIELDS = ("method", "epochs", "seed", "batch_size", "lr", "warmup_ratio", "max_train", "device", "threads")
 PACKAGES = (
     "torch",
     "sentence-transformers",
@@ -72,11 +71,6 @@ COLUMNS = (
     ("peak_rss_mib", "peak RSS MiB", "{:.0f}"),
     ("steps", "steps", "{:.0f}"),
 )
-
-
-def log(message: str, method: str | None = None) -> None:
-    stamp = time.strftime("%H:%M:%S")
-    print(f"[{stamp}]{f' {method}:' if method else ''} {message}", flush=True)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -124,36 +118,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def finish_row(row: dict[str, Any], start: float) -> dict[str, Any]:
-    """Stamp a finished row (failed or not): its total wall time, its own peak RSS and when it finished."""
-    row["total_seconds"] = round(time.perf_counter() - start, 2)
-    row["peak_rss_mib"], row["peak_rss_source"] = own_peak_rss_mib(), "VmHWM"
-    row["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return row
-
-
 def timing_note_lines(rows: list[dict[str, Any]], name: Callable[[dict[str, Any]], str]) -> list[str]:
     """Markdown lines for the rows whose wall time is not the row's own work (a process stopped with SIGSTOP while
     another measurement ran): their ``timing_note``, then a blank line; nothing when no row has one."""
     notes = [f"- {name(r)}: {r['timing_note']}" for r in rows if r.get("timing_note")]
     return notes + [""] if notes else []
-
-
-def own_peak_rss_mib() -> float:
-    """This process's peak resident memory in MiB: ``VmHWM`` of ``/proc/self/status``.
-
-    Not ``ru_maxrss``: Linux carries that over ``fork`` + ``exec`` (it is the larger of the parent's resident memory at
-    the fork and the process's own peak), so a small row would report the orchestrator's ~220 MiB. ``VmHWM`` belongs to the process's own
-    address space, which ``exec`` starts afresh. Falls back to ``ru_maxrss`` where ``/proc`` is missing.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)  # kB
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def machine_lines(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
@@ -237,6 +206,7 @@ def row_settings(args: argparse.Namespace, method: str) -> dict[str, Any]:
         "warmup_ratio": args.warmup,
         "max_train": args.max_train,
         "device": args.device,
+        "threads": args.threads,
     }
 
 
@@ -324,67 +294,27 @@ def run_row(args: argparse.Namespace, method_name: str) -> dict[str, Any]:
     return finish_row(row, start)
 
 
-def child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(threads)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        env.setdefault(var, "1")
-    return env
-
-
 def spawn_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """Run one row in a fresh process (``--row``) and read back the row it wrote."""
-    with tempfile.TemporaryDirectory(prefix="sbert-align-quality-row-") as tmp:
-        out = Path(tmp) / "row.json"
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--row",
-            "--row-out",
-            str(out),
-            "--dataset",
-            args.dataset,
-            "--methods",
-            method,
-            "--epochs",
-            str(args.epochs),
-            "--seed",
-            str(args.seed),
-            "--batch-size",
-            str(args.batch_size),
-            "--lr",
-            repr(args.lr),
-            "--warmup",
-            repr(args.warmup),
-            "--threads",
-            str(args.threads),
-            "--device",
-            args.device,
-        ]
-        if args.max_train is not None:
-            command += ["--max-train", str(args.max_train)]
-        if args.validation:
-            command.append("--validation")
-        start = time.perf_counter()
-        code = subprocess.run(command, env=child_env(args.threads), check=False).returncode
-        if out.is_file():
-            return json.loads(out.read_text())
-        row = row_settings(args, method)
-        reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        if code in (-9, 137):
-            reason += " (possibly out of memory)"
-        row.update(
-            dataset=args.dataset,
-            split="validation" if args.validation else "test",
-            threads=args.threads,
-            status="failed",
-            error=f"the row's process ended without a result: {reason}",
-            total_seconds=round(time.perf_counter() - start, 2),
-            finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        )
-        return row
+    options = {
+        "dataset": args.dataset,
+        "methods": method,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "device": args.device,
+        "max_train": args.max_train,
+        "validation": args.validation,
+    }
+    failed = {**row_settings(args, method), "dataset": args.dataset, "split": split_of(args)}
+    return harness.spawn_row(__file__, options, args.threads, failed)
+
+
+def split_of(args: argparse.Namespace) -> str:
+    return "validation" if args.validation else "test"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -396,45 +326,14 @@ def result_paths(out_dir: Path, dataset: str, validation: bool) -> tuple[Path, P
     return out_dir / f"{stem}.json", out_dir / f"{stem}.md"
 
 
-def read_results(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {"meta": {}, "rows": []}
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ValueError(f"{path}: not a results file of this benchmark (expected an object with 'rows').")
-    return data
-
-
 def cached_row(results: dict[str, Any], key: tuple) -> dict[str, Any] | None:
     """The finished (``status: ok``) row with this key; failed rows are retried."""
-    return next((r for r in results["rows"] if row_key(r) == key and r.get("status") == "ok"), None)
-
-
-@contextlib.contextmanager
-def results_lock(path: Path):
-    """An exclusive lock on a results file for its read-merge-write (two grids may share a data set)."""
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-    lock = Path(tempfile.gettempdir()) / f"sbert-align-quality-{digest}.lock"
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return harness.cached_row(results, key, row_key)
 
 
 def merge_row(json_path: Path, md_path: Path, row: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """Put ``row`` into the results file (replacing the row with its key) and rewrite the table; atomic, locked."""
-    from sbert_align.files import atomic_write_json, atomic_write_text
-
-    with results_lock(json_path):
-        results = read_results(json_path)
-        key = row_key(row)
-        results["rows"] = [r for r in results["rows"] if row_key(r) != key] + [row]
-        results["meta"] = meta
-        atomic_write_json(json_path, results)
-        atomic_write_text(md_path, render_markdown(results))
-    return results
+    return harness.merge_row(json_path, md_path, row, meta, row_key, render_markdown)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
