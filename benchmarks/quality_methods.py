@@ -240,6 +240,7 @@ def loss_method(
     data: str = "labelled",
     lr_mapping: Callable[[Context], dict[str, float]] | None = None,
     extra_settings: dict[str, Any] | None = None,
+    encoder: Callable[[Context], Any] | None = None,
 ) -> Method:
     """Register a method that trains the encoder with ``make_loss(model, ctx)`` through the Trainer.
 
@@ -253,10 +254,11 @@ def loss_method(
         data: ``labelled`` (columns text, label) or ``pairs`` (one same-class (anchor, positive) pair per text).
         lr_mapping: ``ctx -> {parameter regex: learning rate}`` for parameter groups with their own rate.
         extra_settings: Recorded in the row's settings.
+        encoder: ``ctx -> model`` to train (default :func:`load_encoder`: all-MiniLM-L6-v2 as it comes).
     """
 
     def train(ctx: Context) -> Trained:
-        model = load_encoder(ctx)
+        model = (encoder or load_encoder)(ctx)
         loss = make_loss(model, ctx)
         settings: dict[str, Any] = {
             "loss": type(loss).__name__,
@@ -580,4 +582,35 @@ loss_method(
         seed=ctx.budget.seed,
     ),
     group="ours",
+)
+loss_method(
+    "ca-prototypes",
+    'ClassAlignmentLoss(model, memory_mode="prototypes"): the memory holds one moving-average vector per class',
+    lambda model, ctx: _ours()[1](model, memory_mode="prototypes", seed=ctx.budget.seed),
+    group="ours",
+)
+loss_method(
+    "ca-cosine",
+    'ClassAlignmentLoss(model, objective="cosine_target"): the original alignment objective, with the memory',
+    lambda model, ctx: _ours()[1](model, objective="cosine_target", seed=ctx.budget.seed),
+    group="ours",
+)
+
+
+def _layer_mean_encoder(ctx: Context):
+    """all-MiniLM-L6-v2's transformer pooled by the mean over its layers' outputs, then over tokens (the ``layer-mean``
+    pooling of ``sbert-align compare``, layer weights fixed at 1), in place of its last-layer token mean."""
+    from sbert_align.cli.pooling import pooled_model
+
+    return pooled_model(load_encoder(ctx), "layer-mean", device=ctx.budget.device)
+
+
+loss_method(
+    "ca-layermean",
+    "ClassAlignmentLoss(model) on all-MiniLM-L6-v2 pooled by layer-mean (the mean of all layers' token outputs, then "
+    "over tokens) instead of the last layer's token mean",
+    lambda model, ctx: _ours()[1](model, seed=ctx.budget.seed),
+    group="ours",
+    encoder=_layer_mean_encoder,
+    extra_settings={"pooling": "layer-mean (WeightedLayerPooling, weights fixed at 1, layers 1..6) + token mean"},
 )
