@@ -33,7 +33,7 @@ rest and scores there (tags independent of the class, as on test), into ``confou
 weight with the best validation class kNN accuracy (ties: the smaller weight; weight 0, the ``ca`` row, competes
 too) is what ``--confound-weights best`` runs on test; the test split is never used to choose. Results go to
 ``<out-dir>/confound_trec6.{json,md}``; rows are cached by their settings (``--force`` reruns), merged atomically
-under a lock, and rows with ``--max-train`` are smoke runs, kept apart. The machinery is ``bench_quality.py``'s.
+under a lock, and rows with ``--max-train`` are smoke runs, kept apart. The machinery is ``harness.py``'s and ``bench_quality.py``'s.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ Protocol (fixed; ``--seed`` varies training only):
   learning rate 5e-5, linear schedule with 10 % warm-up, seed 0, sentence-transformers' NO_DUPLICATES batch sampler
   (a text twice in a batch would be its own negative), last partial batch dropped.
 
-The machinery is ``bench_quality.py``'s (imported, not copied): each row runs in its own process (its wall time and
+The machinery is ``harness.py``'s (imported, not copied): each row runs in its own process (its wall time and
 peak RSS are its own) and is merged into ``<out-dir>/nearby_probe.json`` atomically under a lock the moment it
 finishes; finished rows are skipped on a rerun (``--force`` reruns them); ``nearby_probe.md`` is rewritten from the
 JSON after every row.

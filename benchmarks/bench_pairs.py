@@ -12,7 +12,7 @@ cosine similarity of the two texts: log loss of a logistic calibration of the co
 accuracy and F1 at the threshold that maximises accuracy on the calibration tenth, average precision, and query-key
 top-1/5/10 (text1 -> text2 among the test duplicates); plus training wall time and optimiser steps per second.
 
-The machinery is ``bench_quality.py``'s (imported, not copied): each (method, budget) row runs in its own process,
+The machinery is ``harness.py``'s (imported, not copied): each (method, budget) row runs in its own process,
 is merged into ``<out-dir>/pairs_<dataset>.json`` atomically under a lock the moment it finishes, cached rows are
 skipped (``--force`` reruns), and ``pairs_<dataset>.md`` is rewritten from the JSON after every row. ``--validation``
 carves 10 % of train (stratified, seed 0) first and scores there (``pairs_<dataset>_validation.*``). ``--max-train``
