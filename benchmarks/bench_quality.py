@@ -37,7 +37,7 @@ sys.path.insert(1, str(REPO))
 
 import harness  # noqa: E402
 import quality_methods as qm  # noqa: E402
-from harness import child_env, finish_row, log, own_peak_rss_mib, read_results, results_lock  # noqa: E402, F401
+from harness import finish_row, log, read_results, results_lock  # noqa: E402
 
 DATASETS = ("trec6", "trec50", "banking77", "clinc150")
 KNN_K = 5
