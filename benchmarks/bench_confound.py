@@ -265,23 +265,10 @@ def run_row(args: argparse.Namespace, method: str, weight: float | None) -> dict
 def spawn_row(args: argparse.Namespace, method: str, weight: float | None) -> dict[str, Any]:
     """Run one row in a fresh process (``--row``) and read back the row it wrote."""
     options = {
-        "methods": method,
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "warmup": args.warmup,
-        "threads": args.threads,
-        "device": args.device,
+        **bq.budget_options(args, method),
         "confound_weights": weight if method == "ca-confound" else None,
-        "max_train": args.max_train,
-        "validation": args.validation,
     }
-    failed = {
-        **row_settings(args, method, weight),
-        "dataset": DATASET,
-        "split": "validation" if args.validation else "test",
-    }
+    failed = {**row_settings(args, method, weight), "dataset": DATASET, "split": bq.split_of(args)}
     return harness.spawn_row(__file__, options, args.threads, failed)
 
 

@@ -324,14 +324,12 @@ def run_row(args: argparse.Namespace, method_name: str) -> dict[str, Any]:
 
 def row_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The command-line options that run one row of ``args`` in its own process."""
-    names = ("dataset", "epochs", "seed", "batch_size", "lr", "warmup", "threads", "device", "max_train", "max_test")
-    return {"methods": method, **{name: getattr(args, name) for name in names}, "validation": args.validation}
+    return {"dataset": args.dataset, **bq.budget_options(args, method), "max_test": args.max_test}
 
 
 def spawn_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """Run one row in a fresh process (``--row``) and read back the row it wrote."""
-    split = "validation" if args.validation else "test"
-    failed = {**row_settings(args, method), "dataset": args.dataset, "split": split}
+    failed = {**row_settings(args, method), "dataset": args.dataset, "split": bq.split_of(args)}
     return harness.spawn_row(__file__, row_options(args, method), args.threads, failed)
 
 

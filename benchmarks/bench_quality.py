@@ -296,21 +296,16 @@ def run_row(args: argparse.Namespace, method_name: str) -> dict[str, Any]:
 
 def spawn_row(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """Run one row in a fresh process (``--row``) and read back the row it wrote."""
-    options = {
-        "dataset": args.dataset,
-        "methods": method,
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "warmup": args.warmup,
-        "threads": args.threads,
-        "device": args.device,
-        "max_train": args.max_train,
-        "validation": args.validation,
-    }
+    options = {"dataset": args.dataset, **budget_options(args, method)}
     failed = {**row_settings(args, method), "dataset": args.dataset, "split": split_of(args)}
     return harness.spawn_row(__file__, options, args.threads, failed)
+
+
+def budget_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The command-line options of one row's process that every class / pair grid shares: the method and the budget
+    (for :func:`harness.spawn_row`)."""
+    names = ("epochs", "seed", "batch_size", "lr", "warmup", "threads", "device", "max_train", "validation")
+    return {"methods": method, **{name: getattr(args, name) for name in names}}
 
 
 def split_of(args: argparse.Namespace) -> str:

@@ -540,60 +540,49 @@ loss_method(
     lambda model, ctx: _ours()[0](model, objective="cosine_target"),
     group="ours",
 )
-loss_method(
+
+
+def ca_method(name: str, summary: str, **options: Any) -> Method:
+    """Register ``ClassAlignmentLoss(model, seed=<the budget's seed>, **options)`` (group ``ours``); an option given as
+    a callable is ``ctx -> value``, for settings that depend on the data or the budget."""
+
+    def make_loss(model, ctx: Context):
+        values = {key: value(ctx) if callable(value) else value for key, value in options.items()}
+        return _ours()[1](model, seed=ctx.budget.seed, **values)
+
+    return loss_method(name, summary, make_loss, group="ours")
+
+
+ca_method(
     "ca-sampled",
     'ClassAlignmentLoss(model, pairs="sampled"): one sampled positive and negative per anchor (the original)',
-    lambda model, ctx: _ours()[1](model, pairs="sampled", seed=ctx.budget.seed),
-    group="ours",
+    pairs="sampled",
 )
-loss_method(
-    "ca-default",
-    "ClassAlignmentLoss(model): its defaults (supcon, memory 4096)",
-    lambda model, ctx: _ours()[1](model, seed=ctx.budget.seed),
-    group="ours",
-)
-loss_method(
+ca_method("ca-default", "ClassAlignmentLoss(model): its defaults (supcon, memory 4096)")
+ca_method(
     "ca-fullmem",
     "ClassAlignmentLoss(model, memory_size=len(train)): a memory of the whole train set",
-    lambda model, ctx: _ours()[1](model, memory_size=ctx.n_train, seed=ctx.budget.seed),
-    group="ours",
+    memory_size=lambda ctx: ctx.n_train,
 )
 
 # candidates for the recommended configuration, compared on validation carved from train (``--validation``)
-loss_method(
-    "ca-t05",
-    "ClassAlignmentLoss(model, temperature=0.05): a sharper SupCon (default 0.1)",
-    lambda model, ctx: _ours()[1](model, temperature=0.05, seed=ctx.budget.seed),
-    group="ours",
-)
-loss_method(
-    "ca-t20",
-    "ClassAlignmentLoss(model, temperature=0.2): a softer SupCon (default 0.1)",
-    lambda model, ctx: _ours()[1](model, temperature=0.2, seed=ctx.budget.seed),
-    group="ours",
-)
-loss_method(
+ca_method("ca-t05", "ClassAlignmentLoss(model, temperature=0.05): a sharper SupCon (default 0.1)", temperature=0.05)
+ca_method("ca-t20", "ClassAlignmentLoss(model, temperature=0.2): a softer SupCon (default 0.1)", temperature=0.2)
+ca_method(
     "ca-memwarmup",
     "ClassAlignmentLoss(model, memory_warmup_steps=10 % of the run's steps): no stale keys while the learning rate "
     "warms up",
-    lambda model, ctx: _ours()[1](
-        model,
-        memory_warmup_steps=math.ceil(ctx.budget.warmup_ratio * ctx.steps_per_epoch * ctx.budget.epochs),
-        seed=ctx.budget.seed,
-    ),
-    group="ours",
+    memory_warmup_steps=lambda ctx: math.ceil(ctx.budget.warmup_ratio * ctx.steps_per_epoch * ctx.budget.epochs),
 )
-loss_method(
+ca_method(
     "ca-prototypes",
     'ClassAlignmentLoss(model, memory_mode="prototypes"): the memory holds one moving-average vector per class',
-    lambda model, ctx: _ours()[1](model, memory_mode="prototypes", seed=ctx.budget.seed),
-    group="ours",
+    memory_mode="prototypes",
 )
-loss_method(
+ca_method(
     "ca-cosine",
     'ClassAlignmentLoss(model, objective="cosine_target"): the original alignment objective, with the memory',
-    lambda model, ctx: _ours()[1](model, objective="cosine_target", seed=ctx.budget.seed),
-    group="ours",
+    objective="cosine_target",
 )
 
 
