@@ -603,3 +603,25 @@ loss_method(
     encoder=_layer_mean_encoder,
     extra_settings={"pooling": "layer-mean (WeightedLayerPooling, weights fixed at 1, layers 1..6) + token mean"},
 )
+
+
+def _ca_plus_ce(model, ctx: Context) -> nn.Module:
+    from sbert_align.losses import AuxiliaryLoss
+
+    main = _ours()[1](model, seed=ctx.budget.seed)
+    head = SoftmaxClassificationLoss(model, ctx.data.num_classes)
+    loss = AuxiliaryLoss(model, main=main, aux=head, weight=1.0)
+    loss.predict = head.predict  # the head's accuracy is reported beside kNN, as for ``ce``
+    return loss
+
+
+loss_method(
+    "ca-plus-ce",
+    "AuxiliaryLoss(model, ClassAlignmentLoss(model), SoftmaxClassificationLoss(model, classes), weight=1.0): the "
+    f"defaults plus the cross-entropy of a fresh linear head (head lr {CE_HEAD_LR:g}; SupCon + CE as in Gunel et al., "
+    "2021)",
+    _ca_plus_ce,
+    group="ours",
+    lr_mapping=lambda ctx: {r"(^|\.)classifier\.": CE_HEAD_LR},
+    extra_settings={"head_learning_rate": CE_HEAD_LR, "aux_weight": 1.0},
+)
