@@ -163,7 +163,9 @@ def pair_loss_method(
     return register(qm.Method(name, summary, train, group))
 
 
-def _annealed(kind: str) -> Callable[[Any, PairContext], nn.Module]:
+def _annealed(kind: str, **options: Any) -> Callable[[Any, PairContext], nn.Module]:
+    """``AnnealedPairLoss`` with the lengths of ``length_schedule(ctx, kind)`` and ``options`` (e.g. the objective)."""
+
     def make(model, ctx: PairContext) -> nn.Module:
         from sbert_align.losses import AnnealedPairLoss
 
@@ -175,6 +177,7 @@ def _annealed(kind: str) -> Callable[[Any, PairContext], nn.Module]:
             end_length=schedule.end,
             anneal_steps=schedule.steps,
             schedule=schedule.kind,
+            **options,
         )
         loss.bench_schedule = schedule  # read back by ``train`` for the row's settings
         return loss
@@ -241,5 +244,22 @@ pair_loss_method(
     "AnnealedPairLoss (cosine_target) with the loss's default lengths, 70 -> 20 tokens, linear over all steps "
     "(extra row, for reference)",
     _annealed("default"),
+    group="ours",
+)
+
+# candidates for the pair objective, compared on validation carved from train (``--validation``): the Hadsell margin
+# objective only pushes non-duplicates below a cosine of 0.5 (ContrastiveLoss's rule), where ``cosine_target`` pulls
+# every non-duplicate to 0, which on paraphrase-like negatives (MRPC) also pushes true paraphrases apart
+pair_loss_method(
+    "annealed-margin",
+    'AnnealedPairLoss(objective="margin"): Hadsell contrastive on cosine (non-duplicates above 0.5 pushed down), '
+    "annealed like `annealed`",
+    _annealed("annealed", objective="margin"),
+    group="ours",
+)
+pair_loss_method(
+    "fixed-long-margin",
+    'AnnealedPairLoss(objective="margin") at the fixed long length of `fixed-long`',
+    _annealed("fixed", objective="margin"),
     group="ours",
 )
