@@ -407,3 +407,24 @@ def test_gpu_topk_default_blocks(dtype):
         from_cpu = triton_similarity_topk(q, keys, k, chunk_size=4096)
         assert torch.equal(from_cpu[1], indices) or dtype != torch.float32
         _assert_valid_topk(*from_cpu, q, keys, k, tol=1e-6 if dtype == torch.float32 else 1e-5)
+
+
+@gpu
+@pytest.mark.gpu
+def test_gpu_topk_auto_dispatch_picks_triton_for_half_inputs(monkeypatch):
+    """``auto`` runs the fused top-k for bf16 / fp16 inputs on CUDA (measured faster there) and chunked for fp32."""
+    import sbert_align.kernels.triton_topk as tt
+
+    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
+    calls = []
+    real = tt.triton_similarity_topk
+    monkeypatch.setattr(tt, "triton_similarity_topk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    g = torch.Generator().manual_seed(8)
+    q, keys = torch.randn(129, 384, generator=g).cuda(), torch.randn(7001, 384, generator=g).cuda()
+    for dtype in (torch.bfloat16, torch.float16):
+        values, indices = similarity_topk(q.to(dtype), keys.to(dtype), 10)
+        _assert_valid_topk(values, indices, q.to(dtype), keys.to(dtype), 10, tol=1e-5)
+    assert len(calls) == 2
+    similarity_topk(q, keys, 10)  # fp32: chunked
+    similarity_topk(q.bfloat16(), keys.bfloat16(), 65)  # beyond the kernel's k: chunked
+    assert len(calls) == 2

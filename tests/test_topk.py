@@ -49,7 +49,7 @@ def test_dot_product_and_errors():
 
 
 def test_backends_and_override(monkeypatch):
-    """``auto`` is the chunked path; ``reference`` is one chunk holding every key (same tie rule); the environment
+    """``auto`` is the chunked path, except half-precision inputs on CUDA (the fused kernel); ``reference`` is one chunk holding every key (same tie rule); the environment
     variable overrides ``auto`` only."""
     import sbert_align.kernels as kernels
 
@@ -61,6 +61,12 @@ def test_backends_and_override(monkeypatch):
     assert torch.equal(chunked[1], reference[1]) and torch.allclose(chunked[0], reference[0])
     assert kernels.resolve_topk_backend("auto", "cpu", 4) == "chunked"
     assert kernels.resolve_topk_backend("auto", "cuda", 4) == "chunked"
+    assert kernels.resolve_topk_backend("auto", "cuda", 4, torch.float32) == "chunked"  # fp32: not reliably faster
+    assert kernels.resolve_topk_backend("auto", "cpu", 4, torch.bfloat16) == "chunked"
+    fused = "triton" if kernels.triton_available() else "chunked"
+    assert kernels.resolve_topk_backend("auto", "cuda", 4, torch.bfloat16) == fused
+    assert kernels.resolve_topk_backend("auto", "cuda", 64, torch.float16) == fused
+    assert kernels.resolve_topk_backend("auto", "cuda", 65, torch.float16) == "chunked"  # beyond the kernel's k
     monkeypatch.setenv("SBERT_ALIGN_KERNEL", "reference")
     assert kernels.resolve_topk_backend("auto", "cpu", 4) == "reference"
     assert kernels.resolve_topk_backend("chunked", "cpu", 4) == "chunked"
