@@ -129,8 +129,9 @@ def machine_lines(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
     """The "Machine" and "Versions" lines every benchmark report states (device, CPU, threads, package versions)."""
     devices = sorted({str(r.get("device", "?")) for r in rows})
     threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
+    gpu = f" ({meta['gpu']})" if meta.get("gpu") else ""
     lines = [
-        f"- Machine: {', '.join(devices)}; {meta.get('cpu', '?')} ({meta.get('cpu_count', '?')} logical CPUs); "
+        f"- Machine: {', '.join(devices)}{gpu}; {meta.get('cpu', '?')} ({meta.get('cpu_count', '?')} logical CPUs); "
         f"torch threads per row: {', '.join(map(str, threads))}."
     ]
     versions, git = meta.get("versions", {}), meta.get("sbert_align_git", {})
@@ -143,8 +144,18 @@ def machine_lines(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]
     return lines
 
 
+def gpu_name(device: str) -> str | None:
+    """The CUDA card's name when rows run on ``cuda`` (so a GPU table names its device), else None."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else None
+
+
 def environment(device: str, threads: int) -> dict[str, Any]:
     return {
+        "gpu": gpu_name(device),
         "versions": package_versions(),
         "sbert_align_git": git_commit(),
         "device": device,
