@@ -15,6 +15,7 @@ encoder. This writes, into ``.devpayload/`` (add ``/.devpayload/`` to ``.git/inf
 Usage (then ``device run`` with ``carry=[".devpayload"]`` and the command ``bash .devpayload/run_quality.sh``)::
 
     python benchmarks/device/make_payload.py --datasets trec banking77
+    python benchmarks/device/make_payload.py --kernels-only    # wheels and scripts only: run_gpu_check.sh
 """
 
 from __future__ import annotations
@@ -71,14 +72,17 @@ def main() -> int:
     parser.add_argument("--datasets", nargs="+", default=["trec", "banking77"], help="folders of ../shared/data")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=REPO / ".devpayload")
+    parser.add_argument("--kernels-only", action="store_true", help="no encoder, no data (run_gpu_check.sh)")
     args = parser.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
-    folders = [args.data_dir / name for name in args.datasets]
-    n = prune_model(args.out / "minilm", folders)
-    print(f"kept {n} word-embedding rows")
-    for folder in folders:
-        shutil.copytree(folder, args.out / "data" / folder.name)
+    args.out.mkdir(parents=True)
+    if not args.kernels_only:
+        folders = [args.data_dir / name for name in args.datasets]
+        n = prune_model(args.out / "minilm", folders)
+        print(f"kept {n} word-embedding rows")
+        for folder in folders:
+            shutil.copytree(folder, args.out / "data" / folder.name)
     subprocess.run(
         [
             sys.executable,
@@ -104,7 +108,8 @@ def main() -> int:
     )
     shutil.copy(HERE / "rebuild_model.py", args.out / "rebuild.py")
     shutil.copy(HERE / "gt_stub.py", args.out / "gt_stub.py")
-    shutil.copy(HERE / "run_quality.sh", args.out / "run_quality.sh")
+    for script in ("run_quality.sh", "run_gpu_check.sh"):
+        shutil.copy(HERE / script, args.out / script)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"{args.out}: {size / 2**20:.1f} MiB (a device call carries at most 64 MiB with the working tree)")
     return 0
