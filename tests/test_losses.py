@@ -130,6 +130,14 @@ def test_annealed_pair_loss_maths_and_errors():
     s = F.cosine_similarity(a, b)
     expected = torch.where(y == 1, (1 - s) ** 2, s**2).mean()
     assert torch.allclose(loss_fn.compute_loss_from_embeddings([a, b], y), expected)
+    # the default objective: margin (Hadsell contrastive on cosine), non-duplicates above 0.5 pushed down
+    default = AnnealedPairLoss(_Dummy())
+    assert default.get_config_dict()["objective"] == "margin" and "Hadsell" in default.citation
+    b_close = a + 0.3 * b  # some non-duplicates above the margin, so both branches count
+    s = F.cosine_similarity(a, b_close)
+    assert (s[y == 0] > 0.5).any()
+    expected = torch.where(y == 1, (1 - s) ** 2, torch.clamp(s - 0.5, min=0) ** 2).mean()
+    assert torch.allclose(default.compute_loss_from_embeddings([a, b_close], y), expected)
     # in-batch negatives with supcon: query i's positive is key i for duplicates only
     ib = AnnealedPairLoss(_Dummy(), objective="supcon", in_batch_negatives=True, temperature=0.1)
     sim = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / 0.1
