@@ -184,7 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory-size", type=_nonneg_int, default=d.memory_size, help="class-alignment memory bank size (0: none)"
     )
     t.add_argument("--memory-warmup-steps", type=_nonneg_int, default=d.memory_warmup_steps)
-    t.add_argument("--objective", choices=OBJECTIVES, default=d.objective)
+    t.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=d.objective,
+        help="default: the loss's own (supcon for class-alignment and all-negatives, margin for annealed-pair)",
+    )
     t.add_argument("--temperature", type=_positive_float, default=d.temperature, help="supcon temperature")
     t.add_argument("--epochs", type=_positive_int, default=d.epochs)
     t.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
