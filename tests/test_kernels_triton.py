@@ -377,15 +377,22 @@ def test_gpu_float64(name, params):
     _compare(q, [q, mem], y, [y, ym], name, params, True, TOL[torch.float64])
 
 
+def _count_calls(monkeypatch, module, name: str) -> list:
+    """Wrap ``module.name`` so that each call appends to the returned list (``auto`` dispatch tests); also clears
+    ``$SBERT_ALIGN_KERNEL``."""
+    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
+    calls: list = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 @gpu
 @pytest.mark.gpu
 def test_gpu_auto_dispatch_picks_triton(monkeypatch):
     import sbert_align.kernels.triton_pairwise as tp
 
-    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
-    calls = []
-    real = tp.triton_pairwise_loss
-    monkeypatch.setattr(tp, "triton_pairwise_loss", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _count_calls(monkeypatch, tp, "triton_pairwise_loss")
     q, mem, y, ym = _case(256, 20000, 64, dtype=torch.bfloat16)
     pairwise_loss(q, [q, mem], y, [y, ym], exclude_self=True).backward()
     assert calls == [1] and torch.isfinite(q.grad.float()).all()
@@ -415,10 +422,7 @@ def test_gpu_topk_auto_dispatch_picks_triton_for_half_inputs(monkeypatch):
     """``auto`` runs the fused top-k for bf16 / fp16 inputs on CUDA (measured faster there) and chunked for fp32."""
     import sbert_align.kernels.triton_topk as tt
 
-    monkeypatch.delenv("SBERT_ALIGN_KERNEL", raising=False)
-    calls = []
-    real = tt.triton_similarity_topk
-    monkeypatch.setattr(tt, "triton_similarity_topk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _count_calls(monkeypatch, tt, "triton_similarity_topk")
     g = torch.Generator().manual_seed(8)
     q, keys = torch.randn(129, 384, generator=g).cuda(), torch.randn(7001, 384, generator=g).cuda()
     for dtype in (torch.bfloat16, torch.float16):
