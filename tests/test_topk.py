@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -334,3 +335,93 @@ def test_streaming_topk_lane_merge_puts_unfilled_places_after_minus_infinity():
     search._lanes, search.seen = [lane0, lane1], 8
     values, indices = search.result()
     assert indices.tolist() == [[1, 4, 7]] and values.tolist() == [[2.0, 2.0, inf]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numpy_tile_product_gives_the_same_neighbours(monkeypatch, dtype, threads):
+    # $SBERT_ALIGN_CPU_MATMUL=numpy multiplies each tile with numpy's BLAS (OpenBLAS in its wheels) instead of
+    # torch's; the neighbours must be the reference's (ties included), with one worker and with worker threads, and
+    # numpy's BLAS thread limit must come back after the search.
+    from threadpoolctl import threadpool_info
+
+    from sbert_align.kernels import StreamingTopK
+    from sbert_align.kernels import topk as topk_module
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    before = blas_threads()
+    torch.manual_seed(11)
+    q, keys = torch.randn(29, 16, dtype=dtype), torch.randn(700, 16, dtype=dtype)
+    keys[500:530] = keys[:30]  # exact duplicates in later tiles
+    monkeypatch.setenv("SBERT_ALIGN_CPU_MATMUL", "numpy")
+    monkeypatch.setattr(topk_module, "CPU_PARALLEL_MIN_PAIRS", 1)
+    calls = []
+    real = topk_module.tile_matmul
+    monkeypatch.setattr(topk_module, "tile_matmul", lambda *a: calls.append(a[3]) or real(*a))
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        search = StreamingTopK(q, 7, query_tile=8, key_tile=64)
+        search.add(keys[:400])
+        search.add(keys[400:])
+    finally:
+        torch.set_num_threads(previous)
+    assert set(calls) == {"numpy"} and len(calls) == 4 * (7 + 5)
+    assert len(search._lanes) == threads
+    values, indices = search.result()
+    # The reference: the full matrix by the same BLAS (two BLAS round differently, so duplicated keys tie exactly
+    # only within one), then a stable sort (ties in index order).
+    from sbert_align.kernels import normalize_rows
+
+    sim = torch.from_numpy(np.matmul(normalize_rows(q).numpy(), normalize_rows(keys).numpy().T))
+    ref_v, ref_i = torch.sort(sim, dim=1, descending=True, stable=True)
+    assert indices.tolist() == ref_i[:, :7].tolist()
+    atol = 1e-6 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(values, ref_v[:, :7], atol=atol)
+    torch_v, _ = reference_similarity_topk(q, keys, 7)  # torch's product: the same values to rounding
+    assert torch.allclose(values, torch_v.to(dtype), atol=atol)
+    assert blas_threads() == before
+
+
+def test_cpu_matmul_choice_is_measured_once_and_only_for_large_searches(monkeypatch):
+    from sbert_align.kernels import cpu_matmul
+
+    timed = []
+
+    def fake_times(rows, cols, dim, dtype, threads):
+        timed.append((rows, cols, dim, dtype, threads))
+        return {"torch": 1.0, "numpy": 0.5 if dim == 8 else 0.99}
+
+    monkeypatch.setattr(cpu_matmul, "_time_matmuls", fake_times)
+    monkeypatch.setattr(cpu_matmul, "_choices", {})
+    monkeypatch.delenv("SBERT_ALIGN_CPU_MATMUL", raising=False)
+    small = cpu_matmul.AUTO_MIN_TILES - 1
+    assert cpu_matmul.choose_cpu_matmul(64, 128, 8, torch.float32, 1, tiles=small) == "torch" and timed == []
+    assert cpu_matmul.choose_cpu_matmul(64, 128, 8, torch.float32, 1, tiles=1000) == "numpy"
+    assert cpu_matmul.choose_cpu_matmul(64, 128, 8, torch.float32, 1, tiles=1) == "numpy"  # cached
+    assert cpu_matmul.choose_cpu_matmul(64, 128, 9, torch.float32, 1, tiles=1000) == "torch"  # 1 % is not enough
+    assert len(timed) == 2
+    # numpy has no bfloat16 product: never chosen for it; the override is checked
+    assert cpu_matmul.choose_cpu_matmul(64, 128, 8, torch.bfloat16, 1, tiles=1000) == "torch" and len(timed) == 2
+    monkeypatch.setenv("SBERT_ALIGN_CPU_MATMUL", "torch")
+    assert cpu_matmul.choose_cpu_matmul(64, 128, 8, torch.float32, 1, tiles=1000) == "torch"
+    monkeypatch.setenv("SBERT_ALIGN_CPU_MATMUL", "numpy")
+    with pytest.raises(ValueError, match="float32 or float64"):
+        cpu_matmul.choose_cpu_matmul(64, 128, 8, torch.bfloat16, 1, tiles=1000)
+    monkeypatch.setenv("SBERT_ALIGN_CPU_MATMUL", "mkl")
+    with pytest.raises(ValueError, match="SBERT_ALIGN_CPU_MATMUL"):
+        cpu_matmul.choose_cpu_matmul(64, 128, 8, torch.float32, 1, tiles=1000)
+
+
+def test_cpu_matmul_timing_runs_both_products_and_restores_the_thread_count():
+    from sbert_align.kernels import cpu_matmul
+
+    previous = torch.get_num_threads()
+    seconds = cpu_matmul._time_matmuls(33, 70, 12, torch.float32, 1, reps=2)
+    assert set(seconds) == {"torch", "numpy"} and all(0 < s < 10 for s in seconds.values())
+    assert torch.get_num_threads() == previous
+    a, b = torch.randn(5, 3), torch.randn(4, 3)
+    out = torch.empty(5, 4)
+    assert torch.allclose(cpu_matmul.tile_matmul(a, b.T, out, "numpy"), a @ b.T, atol=1e-6)

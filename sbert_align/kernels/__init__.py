@@ -232,7 +232,8 @@ def similarity_topk(
         backend: ``"auto"`` (the fused kernel for float16 / bfloat16 inputs on CUDA with ``k <= 64``, chunked
             otherwise; see :func:`resolve_topk_backend`), ``"chunked"``, ``"reference"`` (one chunk holding every
             key) or ``"triton"`` (the fused kernel of :mod:`.triton_topk`, CUDA, ``k <= 64``);
-            ``$SBERT_ALIGN_KERNEL`` overrides ``"auto"``.
+            ``$SBERT_ALIGN_KERNEL`` overrides ``"auto"``. On the CPU the chunked path multiplies with torch's or
+            numpy's BLAS, whichever is faster here (:mod:`.cpu_matmul`, ``$SBERT_ALIGN_CPU_MATMUL``).
 
     Returns:
         ``(values, indices)``, each ``(B, k)``, most similar first; ties go to the smaller key index. Values are

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ._inputs import compute_dtype
 from ._normalize import NORMALIZE_EPS, normalize_rows
+from .cpu_matmul import choose_cpu_matmul, numpy_blas_threads, tile_matmul
 
 __all__ = [
     "StreamingTopK",
@@ -158,7 +159,9 @@ class StreamingTopK:
     and every row goes through ``torch.topk``.
 
     On the CPU with several torch threads, the key tiles of each :meth:`add` are shared among worker threads (see
-    :data:`CPU_PARALLEL_MIN_PAIRS`), each keeping its own running top-k; :meth:`result` merges them.
+    :data:`CPU_PARALLEL_MIN_PAIRS`), each keeping its own running top-k; :meth:`result` merges them. The CPU tile
+    products run on torch's BLAS or numpy's, whichever was faster at the tile shape in this process
+    (:mod:`.cpu_matmul`; ``$SBERT_ALIGN_CPU_MATMUL`` = ``torch`` / ``numpy`` fixes it).
 
     Ties go to the smaller key index: keys arrive in index order (within each worker too), a tile's candidates must
     be strictly better than the current ``k``-th value to enter, equal values within a tile are taken by index, and
@@ -231,13 +234,17 @@ class StreamingTopK:
         while len(self._lanes) < workers:
             self._lanes.append(_Lane(self.queries.shape[0], self.k, self.dtype, self.queries.device))
         inference = torch.is_inference_mode_enabled()  # per thread, like grad mode: the workers take the caller's
+        matmul, threads = self._matmul(len(starts), workers)
         try:
-            with _single_threaded_workers(workers) as pool:
+            with (
+                numpy_blas_threads(threads) if matmul == "numpy" else contextlib.nullcontext(),
+                _single_threaded_workers(workers) as pool,
+            ):
                 if pool is None:
-                    self._search(keys, starts, self._lanes[0], inference)
+                    self._search(keys, starts, self._lanes[0], inference, matmul)
                 else:
                     jobs = [
-                        pool.submit(self._search, keys, starts[w::workers], self._lanes[w], inference)
+                        pool.submit(self._search, keys, starts[w::workers], self._lanes[w], inference, matmul)
                         for w in range(workers)
                     ]
                     for job in jobs:
@@ -265,8 +272,19 @@ class StreamingTopK:
             return 1
         return min(threads, tiles)
 
-    def _search(self, keys: Tensor, starts: range, lane: _Lane, inference: bool) -> None:
-        """Search the key tiles that begin at ``starts`` (ascending) into ``lane``, in the caller's inference mode."""
+    def _matmul(self, key_tiles: int, workers: int) -> tuple[str, int]:
+        """The tile product of this search (``"torch"``, or ``"numpy"`` on the CPU, see :mod:`.cpu_matmul`) and the
+        threads of each worker."""
+        threads = 1 if workers > 1 else torch.get_num_threads()
+        if self.queries.device.type != "cpu":
+            return "torch", threads
+        rows = min(self.query_tile, self.queries.shape[0])
+        tiles = key_tiles * -(-self.queries.shape[0] // self.query_tile)
+        return choose_cpu_matmul(rows, self.key_tile, self.dim, self.dtype, threads, tiles=tiles), threads
+
+    def _search(self, keys: Tensor, starts: range, lane: _Lane, inference: bool, matmul: str = "torch") -> None:
+        """Search the key tiles that begin at ``starts`` (ascending) into ``lane``, in the caller's inference mode,
+        with the tile product ``matmul``."""
         device = self.queries.device
         with torch.no_grad(), torch.inference_mode(inference):  # both are per thread
             for ks in starts:
@@ -274,7 +292,7 @@ class StreamingTopK:
                 kt = kc.T
                 for qs in range(0, self.queries.shape[0], self.query_tile):
                     q = self.queries[qs : qs + self.query_tile]
-                    sim = torch.mm(q, kt, out=self._tile(lane, q.shape[0], kc.shape[0]))
+                    sim = tile_matmul(q, kt, self._tile(lane, q.shape[0], kc.shape[0]), matmul)
                     self._merge(lane, qs, sim, self.seen + ks)
                 lane.seen += kc.shape[0]
 
