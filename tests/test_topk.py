@@ -425,3 +425,135 @@ def test_cpu_matmul_timing_runs_both_products_and_restores_the_thread_count():
     a, b = torch.randn(5, 3), torch.randn(4, 3)
     out = torch.empty(5, 4)
     assert torch.allclose(cpu_matmul.tile_matmul(a, b.T, out, "numpy"), a @ b.T, atol=1e-6)
+
+
+@pytest.mark.parametrize("query_tile,key_tile", [(1, 1), (3, 5), (4, 64), (50, 7), (8, 100)])
+@pytest.mark.parametrize("k", [1, 6, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_selection_matches_the_full_matrix(monkeypatch, query_tile, key_tile, k, dtype):
+    # The numba selection (one scan per row into a sorted list, see kernels/cpu_select.py) against the stable sort of
+    # the full matrix, on uneven chunks and tiles.
+    pytest.importorskip("numba")
+    from sbert_align.kernels import StreamingTopK, normalize_rows
+
+    monkeypatch.setenv("SBERT_ALIGN_CPU_MATMUL", "torch")
+
+    def search(q, keys, parts, select, normalize=True):
+        monkeypatch.setenv("SBERT_ALIGN_CPU_SELECT", select)
+        topk = StreamingTopK(q, k, query_tile=query_tile, key_tile=key_tile, normalize=normalize)
+        for lo, hi in zip(parts[:-1], parts[1:]):
+            topk.add(keys[lo:hi])
+        return topk.result()
+
+    torch.manual_seed(k + key_tile)
+    q, keys = torch.randn(23, 10, dtype=dtype), torch.randn(311, 10, dtype=dtype)
+    keys[77] = 0.0  # a zero key: similarity exactly 0 with every query
+    values, indices = search(q, keys, [0, 150, 311], "compiled")
+    assert indices.tolist() == _expected(q, keys, k)
+    full = normalize_rows(q) @ normalize_rows(keys).T
+    atol = 1e-6 if dtype == torch.float32 else 1e-12  # tile products may round unlike the full one, in the last bit
+    assert torch.allclose(values, torch.gather(full, 1, indices), atol=atol)
+
+    # Ties: small integers make every product exact whatever the tiling, so equal values are really equal; the
+    # smaller key index must come first, within a tile and across tiles and chunks.
+    qi, ki = torch.randint(-2, 3, (23, 4)).to(dtype), torch.randint(-2, 3, (311, 4)).to(dtype)
+    values, indices = search(qi, ki, [0, 1, 150, 311], "compiled", normalize=False)
+    assert indices.tolist() == _expected(qi, ki, k, normalize=False)
+
+    # Duplicated random keys across chunks of one key (another product path, so duplicates need not tie exactly in
+    # the full matrix): the same answer, bit for bit, as the eager selection on the same products.
+    keys[200:240] = keys[:40]
+    compiled = search(q, keys, [0, 1, 150, 311], "compiled")
+    eager = search(q, keys, [0, 1, 150, 311], "eager")
+    assert torch.equal(compiled[1], eager[1]) and torch.equal(compiled[0], eager[0])
+
+
+def test_compiled_selection_with_worker_threads_equals_the_eager_one(monkeypatch):
+    pytest.importorskip("numba")
+    from sbert_align.kernels import StreamingTopK
+    from sbert_align.kernels import topk as topk_module
+
+    torch.manual_seed(3)
+    q, keys = torch.randn(41, 16), torch.randn(3000, 16)
+    keys[2000:2100] = keys[:100]
+    monkeypatch.setenv("SBERT_ALIGN_CPU_MATMUL", "torch")
+    monkeypatch.setattr(topk_module, "CPU_PARALLEL_MIN_PAIRS", 1)
+    results = {}
+    previous = torch.get_num_threads()
+    try:
+        for select in ("eager", "compiled"):
+            for threads in (1, 2):
+                monkeypatch.setenv("SBERT_ALIGN_CPU_SELECT", select)
+                torch.set_num_threads(threads)
+                search = StreamingTopK(q, 12, query_tile=16, key_tile=256)
+                search.add(keys[:1700])
+                search.add(keys[1700:])
+                assert len(search._lanes) == threads
+                results[select, threads] = search.result()
+    finally:
+        torch.set_num_threads(previous)
+    for key, (values, indices) in results.items():
+        assert torch.equal(indices, results["eager", 1][1]), key
+        assert torch.equal(values, results["eager", 1][0]), key
+
+
+def test_compiled_selection_fills_open_places_with_minus_infinity_and_skips_nan():
+    pytest.importorskip("numba")
+    from sbert_align.kernels.cpu_select import merge_tile
+
+    inf, nan = float("inf"), float("nan")
+    best_v, best_i = torch.full((2, 3), -inf), torch.full((2, 3), -1)
+    sim = torch.tensor([[-inf, nan, 0.5, -inf], [nan, 2.0, 2.0, 1.0]])
+    merge_tile(sim, best_v, best_i, 0, 10)
+    assert best_i.tolist() == [[12, 10, 13], [11, 12, 13]]
+    assert best_v[0, 0] == 0.5 and torch.isneginf(best_v[0, 1:]).all() and best_v[1].tolist() == [2.0, 2.0, 1.0]
+    # a later tile: equal values do not displace earlier (smaller) indices; larger ones enter in order
+    merge_tile(torch.tensor([[0.5, 0.7, 0.5, 0.6]]), best_v, best_i, 0, 20)
+    assert best_i[0].tolist() == [21, 23, 12] and best_v[0].tolist() == pytest.approx([0.7, 0.6, 0.5])
+
+
+@pytest.mark.parametrize("cols", [37, 128, 300, 1024])
+def test_compiled_selection_over_whole_and_ragged_blocks(cols):
+    # Rows are addressed from row0; blocks whose maximum does not beat the threshold are skipped, and the columns
+    # after the last whole block are always scanned.
+    pytest.importorskip("numba")
+    from sbert_align.kernels.cpu_select import merge_tile
+
+    g = torch.Generator().manual_seed(cols)
+    bv, bi = torch.full((5, 4), float("-inf")), torch.full((5, 4), -1)
+    tiles = []
+    for t in range(3):  # three tiles of keys: the later ones mostly skipped
+        tile = torch.randn(3, cols, generator=g)
+        tile[:, -1] = 10.0 + t  # the best of each tile in its last column (a ragged block when cols % 128 != 0)
+        merge_tile(tile, bv, bi, 2, 1000 * t)
+        tiles.append(tile)
+    tiles = torch.cat(tiles, 1)
+    assert (bi[:2] == -1).all()
+    order = torch.sort(tiles, dim=1, descending=True, stable=True).indices[:, :4]
+    expected = (order // cols) * 1000 + order % cols
+    assert bi[2:].tolist() == expected.tolist()
+    assert torch.equal(bv[2:], torch.gather(tiles, 1, order))
+
+
+def test_compiled_selection_choice(monkeypatch):
+    from sbert_align.kernels import cpu_select
+
+    monkeypatch.delenv("SBERT_ALIGN_CPU_SELECT", raising=False)
+    monkeypatch.setattr(cpu_select, "compiled_select_available", lambda: True)
+    big = cpu_select.COMPILED_SELECT_MIN_PAIRS
+    assert cpu_select.use_compiled_select(10, torch.float32, big)
+    assert not cpu_select.use_compiled_select(10, torch.float32, big - 1)  # small searches stay eager
+    assert not cpu_select.use_compiled_select(cpu_select.COMPILED_SELECT_MAX_K + 1, torch.float32, big)
+    assert not cpu_select.use_compiled_select(10, torch.bfloat16, big)
+    monkeypatch.setenv("SBERT_ALIGN_CPU_SELECT", "eager")
+    assert not cpu_select.use_compiled_select(10, torch.float32, big)
+    monkeypatch.setenv("SBERT_ALIGN_CPU_SELECT", "compiled")
+    assert cpu_select.use_compiled_select(10, torch.float32, 1)
+    with pytest.raises(ValueError, match="k <= 256"):
+        cpu_select.use_compiled_select(1000, torch.float32, 1)
+    monkeypatch.setattr(cpu_select, "compiled_select_available", lambda: False)
+    with pytest.raises(ValueError, match="numba not found"):
+        cpu_select.use_compiled_select(10, torch.float32, 1)
+    monkeypatch.setenv("SBERT_ALIGN_CPU_SELECT", "fast")
+    with pytest.raises(ValueError, match="SBERT_ALIGN_CPU_SELECT"):
+        cpu_select.use_compiled_select(10, torch.float32, 1)

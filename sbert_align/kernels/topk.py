@@ -19,6 +19,7 @@ from torch import Tensor
 from ._inputs import compute_dtype
 from ._normalize import NORMALIZE_EPS, normalize_rows
 from .cpu_matmul import choose_cpu_matmul, numpy_blas_threads, tile_matmul
+from .cpu_select import merge_tile, use_compiled_select
 
 __all__ = [
     "StreamingTopK",
@@ -161,7 +162,10 @@ class StreamingTopK:
     On the CPU with several torch threads, the key tiles of each :meth:`add` are shared among worker threads (see
     :data:`CPU_PARALLEL_MIN_PAIRS`), each keeping its own running top-k; :meth:`result` merges them. The CPU tile
     products run on torch's BLAS or numpy's, whichever was faster at the tile shape in this process
-    (:mod:`.cpu_matmul`; ``$SBERT_ALIGN_CPU_MATMUL`` = ``torch`` / ``numpy`` fixes it).
+    (:mod:`.cpu_matmul`; ``$SBERT_ALIGN_CPU_MATMUL`` = ``torch`` / ``numpy`` fixes it). For searches of at least
+    :data:`~.cpu_select.COMPILED_SELECT_MIN_PAIRS` pairs and ``k <= 256``, the selection after each product is one
+    compiled pass (numba, :mod:`.cpu_select`) instead of the eager filter and merges described above, with the same
+    result bit for bit (``$SBERT_ALIGN_CPU_SELECT`` = ``compiled`` / ``eager`` fixes it).
 
     Ties go to the smaller key index: keys arrive in index order (within each worker too), a tile's candidates must
     be strictly better than the current ``k``-th value to enter, equal values within a tile are taken by index, and
@@ -235,16 +239,19 @@ class StreamingTopK:
             self._lanes.append(_Lane(self.queries.shape[0], self.k, self.dtype, self.queries.device))
         inference = torch.is_inference_mode_enabled()  # per thread, like grad mode: the workers take the caller's
         matmul, threads = self._matmul(len(starts), workers)
+        compiled = self.filter and use_compiled_select(self.k, self.dtype, self.queries.shape[0] * keys.shape[0])
         try:
             with (
                 numpy_blas_threads(threads) if matmul == "numpy" else contextlib.nullcontext(),
                 _single_threaded_workers(workers) as pool,
             ):
                 if pool is None:
-                    self._search(keys, starts, self._lanes[0], inference, matmul)
+                    self._search(keys, starts, self._lanes[0], inference, matmul, compiled)
                 else:
                     jobs = [
-                        pool.submit(self._search, keys, starts[w::workers], self._lanes[w], inference, matmul)
+                        pool.submit(
+                            self._search, keys, starts[w::workers], self._lanes[w], inference, matmul, compiled
+                        )
                         for w in range(workers)
                     ]
                     for job in jobs:
@@ -282,9 +289,11 @@ class StreamingTopK:
         tiles = key_tiles * -(-self.queries.shape[0] // self.query_tile)
         return choose_cpu_matmul(rows, self.key_tile, self.dim, self.dtype, threads, tiles=tiles), threads
 
-    def _search(self, keys: Tensor, starts: range, lane: _Lane, inference: bool, matmul: str = "torch") -> None:
+    def _search(
+        self, keys: Tensor, starts: range, lane: _Lane, inference: bool, matmul: str = "torch", compiled: bool = False
+    ) -> None:
         """Search the key tiles that begin at ``starts`` (ascending) into ``lane``, in the caller's inference mode,
-        with the tile product ``matmul``."""
+        with the tile product ``matmul`` and the compiled selection (:mod:`.cpu_select`) or the eager one."""
         device = self.queries.device
         with torch.no_grad(), torch.inference_mode(inference):  # both are per thread
             for ks in starts:
@@ -293,7 +302,10 @@ class StreamingTopK:
                 for qs in range(0, self.queries.shape[0], self.query_tile):
                     q = self.queries[qs : qs + self.query_tile]
                     sim = tile_matmul(q, kt, self._tile(lane, q.shape[0], kc.shape[0]), matmul)
-                    self._merge(lane, qs, sim, self.seen + ks)
+                    if compiled:
+                        merge_tile(sim, lane.values, lane.indices, qs, self.seen + ks)
+                    else:
+                        self._merge(lane, qs, sim, self.seen + ks)
                 lane.seen += kc.shape[0]
 
     def _keys_tile(self, lane: _Lane, keys: Tensor) -> Tensor:

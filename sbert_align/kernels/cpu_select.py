@@ -1,0 +1,139 @@
+"""The compiled selection of the CPU top-k search: one pass over a tile of similarities into the running top-k.
+
+After each tile's matrix product, :class:`~sbert_align.kernels.StreamingTopK` must find the similarities that beat
+their row's current ``k``-th best and insert them. In eager PyTorch that is a dozen small operations per tile (block
+maxima, candidate lists, sorts), 7-15 % on top of the products at one thread (``benchmarks/results/topk_cpu.md``).
+This module does what faiss does instead, compiled with numba (no C compiler needed): per row, a scan that compares
+similarities with the row's running threshold and, rarely, inserts one into the row's sorted list of ``k``. One
+vectorised ``torch.amax`` first takes the maximum of each run of :data:`SCAN_BLOCK` similarities (the same scan
+written as numba loops was not vectorised and took several times as long), and the compiled scan reads again only the runs whose maximum beats
+the row's threshold at that point, so once the first keys are seen most of a tile is read once.
+
+Order and ties are those of the eager path: each row's list stays sorted by value (descending), then key index
+(ascending); keys arrive in index order, so a similarity enters only when strictly above the current ``k``-th value,
+and lands after the equal values already listed. Unfilled places hold ``(-inf, -1)`` and take any key, even one whose
+similarity is ``-inf``. A NaN similarity never enters, and it hides the other keys of its run from both this scan and
+the eager filter (``torch.amax`` of the run is NaN): embeddings with NaN give undefined neighbours either way.
+
+numba is a dependency but optional at run time: :func:`compiled_select_available` is False when it does not import,
+and the search keeps its eager selection. The function compiles on first use (a few seconds per dtype, cached on
+disk where the package directory is writable) and releases the GIL, so worker threads run it side by side.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SCAN_BLOCK",
+    "COMPILED_SELECT_MAX_K",
+    "COMPILED_SELECT_MIN_PAIRS",
+    "CPU_SELECT_ENV_VAR",
+    "compiled_select_available",
+    "use_compiled_select",
+    "merge_tile",
+]
+
+#: Similarities per run whose maximum (one vectorised ``torch.amax`` over the tile) is checked against the row's
+#: threshold before any of them is read again; as in the eager path (``FILTER_BLOCK``).
+SCAN_BLOCK = 128
+#: Largest ``k`` for the compiled selection: an insertion shifts up to ``k`` entries, so very large ``k`` (with
+#: ``k * log(N / k)`` insertions per row) is left to the eager path's sorts.
+COMPILED_SELECT_MAX_K = 256
+#: ``auto`` compiles (once per process) and uses the compiled selection for a search (one ``add``) of at least this
+#: many (query, key) pairs, so small searches never wait for the compiler.
+COMPILED_SELECT_MIN_PAIRS = 1 << 24
+#: ``auto`` (default), ``compiled`` or ``eager``: which selection the CPU search uses.
+CPU_SELECT_ENV_VAR = "SBERT_ALIGN_CPU_SELECT"
+
+
+@functools.cache
+def _kernel():
+    import numba
+
+    @numba.njit(nogil=True, cache=True)
+    def merge_tile_kernel(sim, block_max, best_v, best_i, row0, col0, block):  # pragma: no cover - compiled
+        rows, cols = sim.shape
+        blocks = block_max.shape[1]
+        k = best_v.shape[1]
+        for r in range(rows):
+            bv = best_v[row0 + r]
+            bi = best_i[row0 + r]
+            thr = bv[k - 1]
+            open_place = bi[k - 1] < 0
+            row = sim[r]
+            for b in range(blocks + 1):
+                if b < blocks:
+                    if not (open_place or block_max[r, b] > thr):
+                        continue
+                    c0, c1 = b * block, (b + 1) * block
+                else:  # the columns after the last whole block
+                    c0, c1 = blocks * block, cols
+                for c in range(c0, c1):
+                    v = row[c]
+                    if v > thr or (open_place and v == v):
+                        j = k - 1
+                        while j > 0 and (bi[j - 1] < 0 or bv[j - 1] < v):
+                            bv[j] = bv[j - 1]
+                            bi[j] = bi[j - 1]
+                            j -= 1
+                        bv[j] = v
+                        bi[j] = col0 + c
+                        thr = bv[k - 1]
+                        open_place = bi[k - 1] < 0
+
+    return merge_tile_kernel
+
+
+@functools.cache
+def compiled_select_available() -> bool:
+    """True when numba imports (the compiled selection can run)."""
+    try:
+        import numba  # noqa: F401
+    except Exception:  # ImportError, or numba refusing this numpy version
+        return False
+    return True
+
+
+def use_compiled_select(k: int, dtype: torch.dtype, pairs: int) -> bool:
+    """Whether a CPU search of ``pairs`` (query, key) pairs in ``dtype`` for ``k`` neighbours uses the compiled
+    selection: ``$SBERT_ALIGN_CPU_SELECT`` = ``compiled`` / ``eager`` decides; ``auto`` (default) uses it when numba
+    imports, ``k <= COMPILED_SELECT_MAX_K``, the dtype is float32 / float64 and ``pairs >=
+    COMPILED_SELECT_MIN_PAIRS``."""
+    requested = os.environ.get(CPU_SELECT_ENV_VAR, "auto") or "auto"
+    if requested not in ("auto", "compiled", "eager"):
+        raise ValueError(f"{CPU_SELECT_ENV_VAR}={requested!r} is not one of ('auto', 'compiled', 'eager').")
+    if requested == "eager":
+        return False
+    usable = compiled_select_available() and k <= COMPILED_SELECT_MAX_K and dtype in (torch.float32, torch.float64)
+    if requested == "compiled":
+        if not usable:
+            raise ValueError(
+                f"{CPU_SELECT_ENV_VAR}=compiled needs numba, k <= {COMPILED_SELECT_MAX_K} and float32 / float64 "
+                f"inputs (got k={k}, {dtype}, numba {'found' if compiled_select_available() else 'not found'})."
+            )
+        return True
+    return usable and pairs >= COMPILED_SELECT_MIN_PAIRS
+
+
+def merge_tile(sim: Tensor, best_v: Tensor, best_i: Tensor, row0: int, col0: int) -> None:
+    """Merge tile ``sim`` (``(rows, cols)``, contiguous, float32 or float64, on the CPU) into rows ``row0 ...`` of the
+    running top-k ``best_v`` / ``best_i`` (``(B, k)``, contiguous, sorted; same dtype as ``sim`` / int64), in place;
+    the tile's column ``c`` is key ``col0 + c``.
+
+    Example:
+        ::
+
+            import torch
+            from sbert_align.kernels.cpu_select import merge_tile
+
+            best_v, best_i = torch.full((2, 3), float("-inf")), torch.full((2, 3), -1)
+            merge_tile(torch.rand(2, 500), best_v, best_i, 0, 0)  # now the top-3 of each row, indices in best_i
+    """
+    blocks = sim.shape[1] // SCAN_BLOCK
+    block_max = torch.amax(sim[:, : blocks * SCAN_BLOCK].unflatten(1, (blocks, SCAN_BLOCK)), dim=2)
+    _kernel()(sim.numpy(), block_max.numpy(), best_v.numpy(), best_i.numpy(), row0, col0, SCAN_BLOCK)
