@@ -142,13 +142,14 @@ class _PeakRSS:
         self.extra = self.peak - self.base
 
 
-def run_cpu_shape(b: int, n: int, d: int, k: int, threads: int, reps: int) -> dict:
+def run_cpu_shape(b: int, n: int, d: int, k: int, threads: int, reps: int, eager: bool = True) -> dict:
     """Ours vs faiss ``IndexFlatIP`` vs the matmul floor, interleaved, at one shape and thread count."""
     import faiss
     import torch
 
     from sbert_align.kernels import StreamingTopK, normalize_rows, similarity_topk
-    from sbert_align.kernels.cpu_matmul import numpy_blas_threads, tile_matmul
+    from sbert_align.kernels.cpu_matmul import AUTO_MIN_TILES, numpy_blas_threads, tile_matmul
+    from sbert_align.kernels.cpu_select import CPU_SELECT_ENV_VAR, use_compiled_select
     from sbert_align.kernels.topk import CPU_QUERY_TILE, cpu_key_tile
 
     torch.set_num_threads(threads)
@@ -179,9 +180,26 @@ def run_cpu_shape(b: int, n: int, d: int, k: int, threads: int, reps: int) -> di
                     out = buf[: part.shape[0] * kt.shape[1]].view(part.shape[0], kt.shape[1])
                     tile_matmul(part, kt, out, backend)
 
+    def ours_eager():  # the same search with the eager selection (what the compiled one replaces)
+        previous = os.environ.get(CPU_SELECT_ENV_VAR)
+        os.environ[CPU_SELECT_ENV_VAR] = "eager"
+        try:
+            return similarity_topk(q, keys, k)
+        finally:
+            if previous is None:
+                del os.environ[CPU_SELECT_ENV_VAR]
+            else:
+                os.environ[CPU_SELECT_ENV_VAR] = previous
+
     methods = {"ours": ours, "faiss": faiss_search, "floor": floor, "floor_numpy": lambda: floor("numpy")}
+    if eager:
+        methods["ours_eager"] = ours_eager
     times: dict[str, list[float]] = {name: [] for name in methods}
     peaks: dict[str, int] = {}
+    # One-time costs before any call is measured: numba compiles the selection and the tile products of both BLAS are
+    # timed once (on a first stretch of the keys long enough to trigger both), so the peaks below are a search's own.
+    query_tiles = -(-b // CPU_QUERY_TILE)
+    similarity_topk(q, keys[: min(n, -(-AUTO_MIN_TILES // query_tiles) * key_tile)], k)
     for name, fn in methods.items():  # warm-up, and the peak memory of one call
         with _PeakRSS() as peak:
             fn()
@@ -208,10 +226,15 @@ def run_cpu_shape(b: int, n: int, d: int, k: int, threads: int, reps: int) -> di
     search = StreamingTopK(q, k)  # which tile product ours used (measured in its warm-up call, then cached)
     row["ours_matmul"] = search._matmul(-(-n // search.key_tile), search._workers(n))[0]
     row["floor_numpy_over_floor"] = row["floor_numpy_s"] / row["floor_s"]
+    row["ours_select"] = "compiled" if use_compiled_select(k, torch.float32, b * n) else "eager"
+    if eager:
+        row["ours_eager_over_faiss"] = row["ours_eager_s"] / row["faiss_s"]
     print(
         f"topk cpu B={b} N={n} D={d} k={k} threads={threads}: ours {row['ours_s']:.2f} s, faiss {row['faiss_s']:.2f}"
         f" s, floor {row['floor_s']:.2f} s (numpy's BLAS {row['floor_numpy_s']:.2f} s; ours used"
-        f" {row['ours_matmul']}'s); ours/faiss {row['ours_over_faiss']:.2f}, ours/floor"
+        f" {row['ours_matmul']}'s and the {row['ours_select']} selection"
+        + (f"; with the eager one {row['ours_eager_s']:.2f} s" if eager else "")
+        + f"); ours/faiss {row['ours_over_faiss']:.2f}, ours/floor"
         f" {row['ours_over_floor']:.2f}; same indices in {row['same_indices_rows']:.4f} of rows",
         flush=True,
     )
@@ -229,21 +252,26 @@ def write_cpu_reports(rows: list[dict], meta: dict, out_dir: Path) -> Path:
         " normal inputs (seed 0). Interleaved calls (ours, faiss, floor, floor numpy, ...);"
         f" median of {meta['reps']} after a warm-up call. ours = `similarity_topk(q, keys, k)` on raw inputs (it"
         " normalises them; its tile product, torch's or numpy's BLAS, is measured once per process and tile shape"
-        " in the warm-up call, see `sbert_align/kernels/cpu_matmul.py`; `product` says which it used);"
+        " in the warm-up call, see `sbert_align/kernels/cpu_matmul.py`; its selection compiled by numba or eager,"
+        " `sbert_align/kernels/cpu_select.py`); ours eager = the same search with the eager selection"
+        " (`SBERT_ALIGN_CPU_SELECT=eager`);"
         " faiss = `IndexFlatIP.search` on pre-normalised queries, index built beforehand; floor = our tiles' matrix"
         " products alone (no selection) with torch's BLAS, floor numpy = the same with numpy's. Peak = the rise of"
         " resident memory during one call (inputs and the faiss index excluded). ours/faiss < 1 means ours is"
         " faster.",
         "",
-        "| B | N | D | k | threads | ours | product | faiss | floor | floor numpy | ours/faiss | ours/floor |"
-        " peak ours / faiss | same indices (rows) | same sets (rows) | max value diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| B | N | D | k | threads | ours | product, selection | ours eager | faiss | floor | floor numpy | ours/faiss"
+        " | ours eager/faiss | ours/floor | peak ours / faiss | same indices (rows) | same sets (rows) |"
+        " max value diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['B']} | {r['N']} | {r['D']} | {r['k']} | {r['threads']} | {r['ours_s']:.2f} s |"
-            f" {r.get('ours_matmul', 'torch')} | {r['faiss_s']:.2f} s | {r['floor_s']:.2f} s |"
-            f" {_seconds(r.get('floor_numpy_s'))} | {r['ours_over_faiss']:.2f} | {r['ours_over_floor']:.2f} | "
+            f" {r.get('ours_matmul', 'torch')}, {r.get('ours_select', 'eager')} | {_seconds(r.get('ours_eager_s'))} |"
+            f" {r['faiss_s']:.2f} s | {r['floor_s']:.2f} s |"
+            f" {_seconds(r.get('floor_numpy_s'))} | {r['ours_over_faiss']:.2f} |"
+            f" {_ratio(r.get('ours_eager_over_faiss'))} | {r['ours_over_floor']:.2f} | "
             f"{_mib(r['ours_peak_bytes'])} / {_mib(r['faiss_peak_bytes'])} | {r['same_indices_rows']:.4f} | "
             f"{r['same_index_sets_rows']:.4f} | {r['max_value_diff']:.1e} |"
         )
@@ -271,7 +299,7 @@ def main_cpu(args) -> None:
     for shape in args.shapes or CPU_SHAPES:
         b, n, d, k = (int(x) for x in shape.split(","))
         for threads in args.threads:
-            rows.append(run_cpu_shape(b, n, d, k, threads, args.reps))
+            rows.append(run_cpu_shape(b, n, d, k, threads, args.reps, eager=not args.no_eager))
             write_cpu_reports(rows, meta, args.out_dir)
     print((args.out_dir / "topk_cpu.md").read_text())
 
@@ -283,6 +311,10 @@ def _cpu_name() -> str:
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"{model} ({os.cpu_count()} logical CPUs)"
+
+
+def _ratio(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _seconds(x) -> str:
@@ -341,6 +373,9 @@ def main() -> None:
     p.add_argument("--shapes", nargs="+", default=None, help="B,N,D,k ... (default: per device)")
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="CPU thread counts (--device cpu)")
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    p.add_argument(
+        "--no-eager", action="store_true", help="--device cpu: skip the search with the eager selection (ours eager)"
+    )
     p.add_argument("--reps", type=int, default=None, help="calls per median (default 5 on cuda, 3 on cpu)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args()
