@@ -107,8 +107,8 @@ def use_compiled_select(k: int, dtype: torch.dtype, pairs: int) -> bool:
     requested = os.environ.get(CPU_SELECT_ENV_VAR, "auto") or "auto"
     if requested not in ("auto", "compiled", "eager"):
         raise ValueError(f"{CPU_SELECT_ENV_VAR}={requested!r} is not one of ('auto', 'compiled', 'eager').")
-    if requested == "eager":
-        return False
+    if requested == "eager" or (requested == "auto" and pairs < COMPILED_SELECT_MIN_PAIRS):
+        return False  # (small searches do not even import numba)
     usable = compiled_select_available() and k <= COMPILED_SELECT_MAX_K and dtype in (torch.float32, torch.float64)
     if requested == "compiled":
         if not usable:
@@ -117,7 +117,7 @@ def use_compiled_select(k: int, dtype: torch.dtype, pairs: int) -> bool:
                 f"inputs (got k={k}, {dtype}, numba {'found' if compiled_select_available() else 'not found'})."
             )
         return True
-    return usable and pairs >= COMPILED_SELECT_MIN_PAIRS
+    return usable
 
 
 def merge_tile(sim: Tensor, best_v: Tensor, best_i: Tensor, row0: int, col0: int) -> None:
