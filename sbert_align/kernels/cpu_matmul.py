@@ -2,9 +2,10 @@
 
 :class:`~sbert_align.kernels.StreamingTopK` spends nearly all of its CPU time in one product per tile of
 similarities (queries x keys). torch's PyPI wheels compute it with MKL, numpy's with OpenBLAS (the BLAS faiss uses),
-and the two differ by machine: on the 2-core AMD EPYC of ``benchmarks/results/topk_cpu.md``, OpenBLAS's ``sgemm``
-ran the search's tiles (2048 x 1024 and 1000 x 2048 similarities, D = 384, one thread) at 69-80 GFLOP/s where MKL
-ran them at 61-63. So the search measures both once per process and tile shape and keeps the faster
+and which is faster depends on the machine and the shape. On the 2-core AMD EPYC of
+``benchmarks/results/topk_cpu.md`` the difference was small and went both ways: numpy's product made one run of the
+whole search 3-7 % faster, and in the next the measurement kept torch's (its bare products 2 % faster). So the
+search measures both once per process and tile shape and keeps numpy's only when clearly faster
 (:func:`choose_cpu_matmul`). The two agree to rounding (about 1e-7 in float32), as MKL does with itself at another
 thread count.
 
