@@ -343,7 +343,7 @@ def test_numpy_tile_product_gives_the_same_neighbours(monkeypatch, dtype, thread
     # $SBERT_ALIGN_CPU_MATMUL=numpy multiplies each tile with numpy's BLAS (OpenBLAS in its wheels) instead of
     # torch's; the neighbours must be the reference's (ties included), with one worker and with worker threads, and
     # numpy's BLAS thread limit must come back after the search.
-    from threadpoolctl import threadpool_info
+    threadpool_info = pytest.importorskip("threadpoolctl").threadpool_info
 
     from sbert_align.kernels import StreamingTopK
     from sbert_align.kernels import topk as topk_module
@@ -416,6 +416,7 @@ def test_cpu_matmul_choice_is_measured_once_and_only_for_large_searches(monkeypa
 
 
 def test_cpu_matmul_timing_runs_both_products_and_restores_the_thread_count():
+    pytest.importorskip("threadpoolctl")
     from sbert_align.kernels import cpu_matmul
 
     previous = torch.get_num_threads()
