@@ -386,6 +386,7 @@ def test_numpy_tile_product_gives_the_same_neighbours(monkeypatch, dtype, thread
 
 
 def test_cpu_matmul_choice_is_measured_once_and_only_for_large_searches(monkeypatch):
+    pytest.importorskip("threadpoolctl")
     from sbert_align.kernels import cpu_matmul
 
     timed = []
