@@ -502,15 +502,16 @@ def test_compiled_selection_with_worker_threads_equals_the_eager_one(monkeypatch
 def test_compiled_selection_fills_open_places_with_minus_infinity_and_skips_nan():
     pytest.importorskip("numba")
     from sbert_align.kernels.cpu_select import merge_tile
+    from sbert_align.kernels.topk import FILTER_BLOCK
 
     inf, nan = float("inf"), float("nan")
     best_v, best_i = torch.full((2, 3), -inf), torch.full((2, 3), -1)
     sim = torch.tensor([[-inf, nan, 0.5, -inf], [nan, 2.0, 2.0, 1.0]])
-    merge_tile(sim, best_v, best_i, 0, 10)
+    merge_tile(sim, best_v, best_i, 0, 10, FILTER_BLOCK)
     assert best_i.tolist() == [[12, 10, 13], [11, 12, 13]]
     assert best_v[0, 0] == 0.5 and torch.isneginf(best_v[0, 1:]).all() and best_v[1].tolist() == [2.0, 2.0, 1.0]
     # a later tile: equal values do not displace earlier (smaller) indices; larger ones enter in order
-    merge_tile(torch.tensor([[0.5, 0.7, 0.5, 0.6]]), best_v, best_i, 0, 20)
+    merge_tile(torch.tensor([[0.5, 0.7, 0.5, 0.6]]), best_v, best_i, 0, 20, FILTER_BLOCK)
     assert best_i[0].tolist() == [21, 23, 12] and best_v[0].tolist() == pytest.approx([0.7, 0.6, 0.5])
 
 
@@ -520,6 +521,7 @@ def test_compiled_selection_over_whole_and_ragged_blocks(cols):
     # after the last whole block are always scanned.
     pytest.importorskip("numba")
     from sbert_align.kernels.cpu_select import merge_tile
+    from sbert_align.kernels.topk import FILTER_BLOCK
 
     g = torch.Generator().manual_seed(cols)
     bv, bi = torch.full((5, 4), float("-inf")), torch.full((5, 4), -1)
@@ -527,7 +529,7 @@ def test_compiled_selection_over_whole_and_ragged_blocks(cols):
     for t in range(3):  # three tiles of keys: the later ones mostly skipped
         tile = torch.randn(3, cols, generator=g)
         tile[:, -1] = 10.0 + t  # the best of each tile in its last column (a ragged block when cols % 128 != 0)
-        merge_tile(tile, bv, bi, 2, 1000 * t)
+        merge_tile(tile, bv, bi, 2, 1000 * t, FILTER_BLOCK)
         tiles.append(tile)
     tiles = torch.cat(tiles, 1)
     assert (bi[:2] == -1).all()

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..objectives import PairObjective, get_objective
+from ._env import env_choice
 from ._inputs import PairInputs, check_pair_inputs
 from ._normalize import NORMALIZE_EPS, normalize_rows
 from .confound import CONFOUND_NONE, ConfoundPenalty, confound_penalty
@@ -76,11 +77,11 @@ def triton_available() -> bool:
 def _requested(backend: str | None) -> tuple[str, bool]:
     """The backend asked for (argument, else ``$SBERT_ALIGN_KERNEL``, else ``auto``) and whether it was explicit."""
     explicit = backend not in (None, "auto")
-    chosen = backend if explicit else os.environ.get(ENV_VAR, "auto") or "auto"
-    if chosen not in BACKENDS:
-        source = "backend" if explicit else f"${ENV_VAR}"
-        raise ValueError(f"{source} must be one of {BACKENDS}, got {chosen!r}.")
-    return chosen, explicit
+    if not explicit:
+        return env_choice(ENV_VAR, BACKENDS), False
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    return backend, True
 
 
 def _triton_problem(device_type: str) -> str | None:

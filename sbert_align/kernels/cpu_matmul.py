@@ -20,7 +20,6 @@ and is restored after it.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from torch import Tensor
+
+from ._env import env_choice
 
 __all__ = [
     "CPU_MATMULS",
@@ -53,10 +54,7 @@ _lock = threading.Lock()
 
 def requested_cpu_matmul() -> str:
     """``$SBERT_ALIGN_CPU_MATMUL`` (default ``auto``), checked."""
-    chosen = os.environ.get(CPU_MATMUL_ENV_VAR, "auto") or "auto"
-    if chosen not in CPU_MATMULS:
-        raise ValueError(f"{CPU_MATMUL_ENV_VAR}={chosen!r} is not one of {CPU_MATMULS}.")
-    return chosen
+    return env_choice(CPU_MATMUL_ENV_VAR, CPU_MATMULS)
 
 
 def tile_matmul(a: Tensor, b_t: Tensor, out: Tensor, backend: str) -> Tensor:

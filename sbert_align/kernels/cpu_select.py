@@ -2,12 +2,13 @@
 
 After each tile's matrix product, :class:`~sbert_align.kernels.StreamingTopK` must find the similarities that beat
 their row's current ``k``-th best and insert them. In eager PyTorch that is a dozen small operations per tile (block
-maxima, candidate lists, sorts), 7-15 % on top of the products at one thread (``benchmarks/results/topk_cpu.md``).
+maxima, candidate lists, sorts): 3-31 % on top of the bare products in ``benchmarks/results/topk_cpu.md`` (its "ours
+eager" column against "floor").
 This module does what faiss does instead, compiled with numba (no C compiler needed): per row, a scan that compares
 similarities with the row's running threshold and, rarely, inserts one into the row's sorted list of ``k``. One
-vectorised ``torch.amax`` first takes the maximum of each run of :data:`SCAN_BLOCK` similarities (the same scan
-written as numba loops was not vectorised and took several times as long), and the compiled scan reads again only the runs whose maximum beats
-the row's threshold at that point, so once the first keys are seen most of a tile is read once.
+vectorised ``torch.amax`` first takes the maximum of each run of ``block`` similarities (the same scan written as
+numba loops was not vectorised and took several times as long), and the compiled scan reads again only the runs
+whose maximum beats the row's threshold at that point, so once the first keys are seen most of a tile is read once.
 
 Order and ties are those of the eager path: each row's list stays sorted by value (descending), then key index
 (ascending); keys arrive in index order, so a similarity enters only when strictly above the current ``k``-th value,
@@ -23,13 +24,13 @@ disk where the package directory is writable) and releases the GIL, so worker th
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 from torch import Tensor
 
+from ._env import env_choice
+
 __all__ = [
-    "SCAN_BLOCK",
     "COMPILED_SELECT_MAX_K",
     "COMPILED_SELECT_MIN_PAIRS",
     "CPU_SELECT_ENV_VAR",
@@ -38,9 +39,6 @@ __all__ = [
     "merge_tile",
 ]
 
-#: Similarities per run whose maximum (one vectorised ``torch.amax`` over the tile) is checked against the row's
-#: threshold before any of them is read again; as in the eager path (``FILTER_BLOCK``).
-SCAN_BLOCK = 128
 #: Largest ``k`` for the compiled selection: an insertion shifts up to ``k`` entries, so very large ``k`` (with
 #: ``k * log(N / k)`` insertions per row) is left to the eager path's sorts.
 COMPILED_SELECT_MAX_K = 256
@@ -104,9 +102,7 @@ def use_compiled_select(k: int, dtype: torch.dtype, pairs: int) -> bool:
     selection: ``$SBERT_ALIGN_CPU_SELECT`` = ``compiled`` / ``eager`` decides; ``auto`` (default) uses it when numba
     imports, ``k <= COMPILED_SELECT_MAX_K``, the dtype is float32 / float64 and ``pairs >=
     COMPILED_SELECT_MIN_PAIRS``."""
-    requested = os.environ.get(CPU_SELECT_ENV_VAR, "auto") or "auto"
-    if requested not in ("auto", "compiled", "eager"):
-        raise ValueError(f"{CPU_SELECT_ENV_VAR}={requested!r} is not one of ('auto', 'compiled', 'eager').")
+    requested = env_choice(CPU_SELECT_ENV_VAR, ("auto", "compiled", "eager"))
     if requested == "eager" or (requested == "auto" and pairs < COMPILED_SELECT_MIN_PAIRS):
         return False  # (small searches do not even import numba)
     usable = compiled_select_available() and k <= COMPILED_SELECT_MAX_K and dtype in (torch.float32, torch.float64)
@@ -120,10 +116,11 @@ def use_compiled_select(k: int, dtype: torch.dtype, pairs: int) -> bool:
     return usable
 
 
-def merge_tile(sim: Tensor, best_v: Tensor, best_i: Tensor, row0: int, col0: int) -> None:
+def merge_tile(sim: Tensor, best_v: Tensor, best_i: Tensor, row0: int, col0: int, block: int) -> None:
     """Merge tile ``sim`` (``(rows, cols)``, contiguous, float32 or float64, on the CPU) into rows ``row0 ...`` of the
     running top-k ``best_v`` / ``best_i`` (``(B, k)``, contiguous, sorted; same dtype as ``sim`` / int64), in place;
-    the tile's column ``c`` is key ``col0 + c``.
+    the tile's column ``c`` is key ``col0 + c``. A run of ``block`` similarities is read again only when its maximum
+    beats the row's threshold (:class:`~sbert_align.kernels.StreamingTopK` passes its ``FILTER_BLOCK``).
 
     Example:
         ::
@@ -132,8 +129,8 @@ def merge_tile(sim: Tensor, best_v: Tensor, best_i: Tensor, row0: int, col0: int
             from sbert_align.kernels.cpu_select import merge_tile
 
             best_v, best_i = torch.full((2, 3), float("-inf")), torch.full((2, 3), -1)
-            merge_tile(torch.rand(2, 500), best_v, best_i, 0, 0)  # now the top-3 of each row, indices in best_i
+            merge_tile(torch.rand(2, 500), best_v, best_i, 0, 0, block=128)  # the top-3 of each row, in place
     """
-    blocks = sim.shape[1] // SCAN_BLOCK
-    block_max = torch.amax(sim[:, : blocks * SCAN_BLOCK].unflatten(1, (blocks, SCAN_BLOCK)), dim=2)
-    _kernel()(sim.numpy(), block_max.numpy(), best_v.numpy(), best_i.numpy(), row0, col0, SCAN_BLOCK)
+    blocks = sim.shape[1] // block
+    block_max = torch.amax(sim[:, : blocks * block].unflatten(1, (blocks, block)), dim=2)
+    _kernel()(sim.numpy(), block_max.numpy(), best_v.numpy(), best_i.numpy(), row0, col0, block)

@@ -303,7 +303,7 @@ class StreamingTopK:
                     q = self.queries[qs : qs + self.query_tile]
                     sim = tile_matmul(q, kt, self._tile(lane, q.shape[0], kc.shape[0]), matmul)
                     if compiled:
-                        merge_tile(sim, lane.values, lane.indices, qs, self.seen + ks)
+                        merge_tile(sim, lane.values, lane.indices, qs, self.seen + ks, FILTER_BLOCK)
                     else:
                         self._merge(lane, qs, sim, self.seen + ks)
                 lane.seen += kc.shape[0]
