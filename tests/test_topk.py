@@ -561,3 +561,23 @@ def test_compiled_selection_choice(monkeypatch):
     monkeypatch.setenv("SBERT_ALIGN_CPU_SELECT", "fast")
     with pytest.raises(ValueError, match="SBERT_ALIGN_CPU_SELECT"):
         cpu_select.use_compiled_select(10, torch.float32, 1)
+
+
+@pytest.mark.parametrize("select", ["eager", "compiled"])
+def test_unnormalised_search_reads_contiguous_keys_in_place(monkeypatch, select):
+    # normalize=False with contiguous keys in the compute dtype: the key tiles are views of the caller's keys (no
+    # copy into the lane's buffer); strided or other-dtype keys are copied; the answer is the same either way.
+    if select == "compiled":
+        pytest.importorskip("numba")
+    from sbert_align.kernels import StreamingTopK
+
+    monkeypatch.setenv("SBERT_ALIGN_CPU_SELECT", select)
+    torch.manual_seed(5)
+    q = torch.randint(-3, 4, (9, 6)).float()
+    keys = torch.randint(-3, 4, (200, 6)).float()  # small integers: exact products, real ties
+    expected = _expected(q, keys, 7, normalize=False)
+    for given, copied in ((keys, False), (keys.T.contiguous().T, True), (keys.to(torch.float16), True)):
+        search = StreamingTopK(q, 7, normalize=False, query_tile=4, key_tile=33)
+        search.add(given)
+        assert search.result()[1].tolist() == expected
+        assert (search._lanes[0].keys is not None) == copied

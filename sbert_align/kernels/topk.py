@@ -310,7 +310,10 @@ class StreamingTopK:
 
     def _keys_tile(self, lane: _Lane, keys: Tensor) -> Tensor:
         """``keys`` in the compute dtype, normalised when asked, in the lane's reused buffer: ``normalize_rows``'s rule
-        and rounding (``x / ||x||``, zero rows below ``NORMALIZE_EPS``), written in place."""
+        and rounding (``x / ||x||``, zero rows below ``NORMALIZE_EPS``), written in place. Without normalisation,
+        contiguous keys already in the compute dtype are used as they are (no copy)."""
+        if not self.normalize and keys.dtype == self.dtype and keys.is_contiguous():
+            return keys
         if lane.keys is None:
             lane.keys = torch.empty(self.key_tile * self.dim, dtype=self.dtype, device=self.queries.device)
         out = lane.keys[: keys.numel()].view(keys.shape)
