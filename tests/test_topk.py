@@ -513,6 +513,11 @@ def test_compiled_selection_fills_open_places_with_minus_infinity_and_skips_nan(
     # a later tile: equal values do not displace earlier (smaller) indices; larger ones enter in order
     merge_tile(torch.tensor([[0.5, 0.7, 0.5, 0.6]]), best_v, best_i, 0, 20, FILTER_BLOCK)
     assert best_i[0].tolist() == [21, 23, 12] and best_v[0].tolist() == pytest.approx([0.7, 0.6, 0.5])
+    # a whole run of FILTER_BLOCK with a NaN in it: the NaN never enters, and the run's other keys still do
+    run = torch.zeros(1, 2 * FILTER_BLOCK)
+    run[0, 5], run[0, 9], run[0, FILTER_BLOCK + 1] = nan, 0.9, 0.8
+    merge_tile(run, best_v, best_i, 0, 100, FILTER_BLOCK)
+    assert best_i[0].tolist() == [109, 101 + FILTER_BLOCK, 21]
 
 
 @pytest.mark.parametrize("cols", [37, 128, 300, 1024])
