@@ -71,8 +71,8 @@ def _kernel():
             for c0 in range(0, cols, block):
                 c1 = min(c0 + block, cols)
                 if not open_place:
-                    # The filter: how many of the run beat the threshold. A branch-free count over a contiguous
-                    # slice into an int32 is what LLVM vectorises (a max, an early exit or an int64 count is not).
+                    # The filter: how many of the run beat the threshold, branch-free over a contiguous slice into
+                    # an int32, which LLVM vectorises (the same count over 2-D indexing into an int64 was 5x slower).
                     run = row[c0:c1]
                     above = np.int32(0)
                     for c in range(c1 - c0):
