@@ -94,7 +94,9 @@ CPU_PARALLEL_MIN_PAIRS = 1 << 24
 SPARSE_CANDIDATES = 32
 #: The filter's block: one pass takes the maximum of each run of this many similarities of a row, and only runs whose
 #: maximum beats the row's current k-th best are read again. 128 reduces as fast as whole rows (one thread, 2048 x
-#: 1024 tiles: 0.23 ms vs 0.18 ms; 32 took 0.51 ms and 16 6.7 ms) and leaves 8 blocks per row to compare.
+#: 1024 tiles: 0.23 ms vs 0.18 ms; 32 took 0.51 ms and 16 6.7 ms) and leaves 8 blocks per row to compare. The compiled
+#: selection (:mod:`.cpu_select`) counts, run by run of this many, the similarities above the threshold instead (64
+#: and 256 were no faster in one-thread timings).
 FILTER_BLOCK = 128
 #: When the blocks to read again cover more than this share of a tile, its rows are merged by ``torch.topk`` instead
 #: of listing the candidates (which would take more memory than the tile: a value and two int64 positions each).
