@@ -522,8 +522,8 @@ def test_compiled_selection_fills_open_places_with_minus_infinity_and_skips_nan(
 
 @pytest.mark.parametrize("cols", [37, 128, 300, 1024])
 def test_compiled_selection_over_whole_and_ragged_blocks(cols):
-    # Rows are addressed from row0; blocks whose maximum does not beat the threshold are skipped, and the columns
-    # after the last whole block are always scanned.
+    # Rows are addressed from row0; runs with no similarity above the threshold are skipped, the ragged run after the
+    # last whole one included.
     pytest.importorskip("numba")
     from sbert_align.kernels.cpu_select import merge_tile
     from sbert_align.kernels.topk import FILTER_BLOCK
