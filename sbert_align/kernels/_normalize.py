@@ -28,10 +28,13 @@ __all__ = ["NORMALIZE_EPS", "inverse_row_norms", "normalize_rows", "normalize_ba
 NORMALIZE_EPS = 1e-6
 
 
-def inverse_row_norms(x: Tensor) -> Tensor:
-    """``1 / ||x_i||`` per row, or 0 where ``||x_i|| < NORMALIZE_EPS``; shape ``(N,)``, in ``x.dtype``: the scale
-    :func:`normalize_rows` applies (which divides instead, for ``F.normalize``'s rounding)."""
-    norm = torch.linalg.vector_norm(x, dim=-1)
+def inverse_row_norms(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``1 / ||x_i||`` per row, or 0 where ``||x_i|| < NORMALIZE_EPS``; shape ``(N,)``, in ``dtype`` (default
+    ``x.dtype``): the scale :func:`normalize_rows` applies (which divides instead, for ``F.normalize``'s rounding).
+
+    With ``dtype``, the norm is computed in ``dtype`` (``vector_norm(..., dtype=)``): the rows are read as they are,
+    without a copy of ``x`` in ``dtype``."""
+    norm = torch.linalg.vector_norm(x, dim=-1, dtype=dtype)
     return torch.where(norm >= NORMALIZE_EPS, 1.0 / norm.clamp_min(NORMALIZE_EPS), torch.zeros_like(norm))
 
 

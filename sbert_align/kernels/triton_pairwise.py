@@ -14,8 +14,10 @@ Backward: ``d loss / d stats`` and ``d loss / d lse`` come from autograd through
 kernel (:func:`_pair_bwd_dsim_kernel`) recomputes the similarities and writes the gradient of the chunk's
 similarities ``dsim`` (the per-pair derivative, masks and the softmax term fused in one pass, scaled by a power of
 two so fp16 cannot underflow), and two tensor-core matmuls accumulate ``dQn += dsim @ Kn`` and, only for key parts
-that require grad (the batch), ``dKn = dsim.T @ Qn``. The memory part never gets a dK matmul. Peak extra memory:
-one ``(B x chunk)`` block in the input dtype.
+that require grad (the batch), ``dKn = dsim.T @ Qn``. The memory part never gets a dK matmul, and its kernel
+writes ``dsim * rk`` (its inverse key norms folded in) so that ``dQn += dsim' @ K`` reads the raw keys: no
+normalised copy of the memory is made (fp16 excepted, where the fold could underflow). Peak extra memory: one
+``(B x chunk)`` block in the input dtype.
 
 Formula duplication (kept minimal): the per-pair terms and their derivatives of the three objectives are restated in
 Triton language in :func:`_pair_terms` / :func:`_pair_dsim` (selected by the constexpr ``OBJ``); the reductions to a
@@ -43,9 +45,10 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 OBJ_COSINE, OBJ_MARGIN, OBJ_SUPCON = 0, 1, 2
 #: Elements of one (B x chunk) dsim block in the backward pass.
 BWD_CHUNK_ELEMENTS = 1 << 26
-#: At most this many keys per backward chunk: each chunk's keys are also normalised in the accumulation dtype for
-#: the dQ product (chunk x D fp32), which at B = 256 and 2**26 / B = 262,144 keys was 0.8 GB at D = 768 and made
-#: the peak 2.0 GB on an H100; 65,536 keys bound that copy to 0.2 GB. B >= 1024 is unaffected.
+#: At most this many keys per backward chunk. Keys of a part with grad (the batch), and fp16 keys, are normalised
+#: in the accumulation dtype for the dQ product (chunk x D fp32): at B = 256 and 2**26 / B = 262,144 keys that was
+#: 0.8 GB at D = 768 and made the peak 2.0 GB on an H100; 65,536 keys bound it to 0.2 GB. A memory of bf16 / fp32
+#: keys is no longer copied at all (its inverse norms are folded into dsim). B >= 1024 is unaffected.
 BWD_CHUNK_MAX_KEYS = 1 << 16
 _NEG_INF = tl.constexpr(float("-inf"))
 #: Largest element offset a kernel computes in int32 (``row * stride + column``).
@@ -226,6 +229,7 @@ def _pair_bwd_dsim_kernel(
     params_ptr,
     OBJ: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr,
+    SCALE_KEYS: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -266,6 +270,9 @@ def _pair_bwd_dsim_kernel(
         else:
             dn = 2.0 * tl.maximum(s - p_target, 0.0)
         d = tl.where(posv, g0[:, None] * (2.0 * (s - 1.0)), tl.where(negv, g2[:, None] * dn, 0.0))
+    if SCALE_KEYS:
+        # dsim_ij * rk_j: then dsim @ K_raw is dsim @ Kn, and no normalised copy of the keys is made.
+        d = d * rk[None, :]
     d = d * gscale
     out = out_ptr + offs_b[:, None] * stride_out + offs_n[None, :]
     tl.store(out, d.to(out_ptr.dtype.element_ty), mask=in_b[:, None] & in_n[None, :])
@@ -296,16 +303,14 @@ def _config(dtype: torch.dtype, device: torch.device) -> dict:
     return {"BLOCK_B": 64, "BLOCK_N": 128, "BLOCK_D": 64, "num_warps": 8, "num_stages": 4}
 
 
-def _inv_norm(x: Tensor, dtype: torch.dtype, rows: int = 1 << 16) -> Tensor:
+def _inv_norm(x: Tensor, dtype: torch.dtype) -> Tensor:
     """Per-row inverse norms in ``dtype`` by :func:`~._normalize.inverse_row_norms` (0 for rows with a norm below
     ``NORMALIZE_EPS``): exactly the scale :func:`~._normalize.normalize_rows` applies in the other backends.
 
-    Rows are upcast in blocks, so a large memory bank is never copied whole in the accumulation dtype.
+    The norms are reduced in ``dtype`` straight from the rows, so a large memory bank is never copied in the
+    accumulation dtype (before, an upcast copy per block of 65,536 rows cost a few ms per step at 1M x 768 on an H100).
     """
-    out = torch.empty(x.shape[0], dtype=dtype, device=x.device)
-    for s in range(0, x.shape[0], rows):
-        out[s : s + rows] = inverse_row_norms(x[s : s + rows].to(dtype))
-    return out
+    return inverse_row_norms(x, dtype)
 
 
 def _dot_settings(in_dtype: torch.dtype, acc: torch.dtype) -> dict:
@@ -435,6 +440,10 @@ class _TritonPairLoss(torch.autograd.Function):
             d_part = torch.zeros_like(inputs.key_parts[idx]) if need_k[idx] else None
             if n_k > 0 and (need_q or need_k[idx]):
                 exclude = bool(inputs.exclude_self and idx == 0 and offset < n_q)
+                # A part without grad (the memory) folds its inverse norms into dsim, so dQn += dsim' @ K reads
+                # the keys as they are. fp16 keeps the normalised copy: with rk folded in, the small dsim of keys
+                # with large norms could fall below fp16's range (bf16 has fp32's exponent range).
+                scale_keys = bool(need_q and not need_k[idx] and in_dtype != torch.float16)
                 for c0 in range(0, n_k, chunk):
                     c1 = min(n_k, c0 + chunk)
                     g = torch.empty(n_q, c1 - c0, dtype=in_dtype, device=q.device)
@@ -443,16 +452,17 @@ class _TritonPairLoss(torch.autograd.Function):
                         q, k[c0:c1], rq, rk[c0:c1], inputs.query_labels, labels[c0:c1],
                         g_stats, g_lse, lse_safe, gscale, g,
                         n_q, c1 - c0, dim, q.stride(0), k.stride(0), g.stride(0), offset + c0, params,
-                        OBJ=obj_id, EXCLUDE_SELF=exclude, **dot, **cfg,
+                        OBJ=obj_id, EXCLUDE_SELF=exclude, SCALE_KEYS=scale_keys, **dot, **cfg,
                     )  # fmt: skip
                     if need_q:
-                        kn = normalize_rows(k[c0:c1].to(acc)).to(in_dtype)
-                        d_qn += _mm_acc(g, kn, acc) / gscale.to(acc)
+                        kn = k[c0:c1] if scale_keys else normalize_rows(k[c0:c1].to(acc)).to(in_dtype)
+                        d_qn += _mm_acc(g, kn, acc)
                     if need_k[idx]:
                         d_kn = _mm_acc(g.T, qn, acc) / gscale.to(acc)
                         d_part[c0:c1] = normalize_backward(inputs.key_parts[idx][c0:c1], d_kn, acc)
             d_parts.append(d_part)
-        d_q = normalize_backward(queries, d_qn, acc) if need_q else None
+        # dsim was scaled by gscale, a power of two: undone once here, exactly.
+        d_q = normalize_backward(queries, d_qn / gscale.to(acc), acc) if need_q else None
         return (None, None, None, d_q, *d_parts)
 
 
