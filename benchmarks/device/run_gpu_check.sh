@@ -1,6 +1,7 @@
 #!/bin/bash
-# Issue 13 in one device call (~8 minutes, 411 s on an H100 in session 11; `python benchmarks/device/make_payload.py --kernels-only` first, then
-# device run with carry [".devpayload"] and `bash .devpayload/run_gpu_check.sh`):
+# Issue 13 in one device call (~8 minutes: 411 s on an H100 in session 11, before step 4 was added;
+# `python benchmarks/device/make_payload.py --kernels-only` first, then device run with carry [".devpayload"] and
+# `bash .devpayload/run_gpu_check.sh`):
 #   1. the kernel, Triton, top-k and objective test files, natively;
 #   2. the fused top-k against chunked at 10,000 x 1,000,000 x 768, k 10 and 64, fp32 and bf16;
 #   3. fused supcon forward + backward at B = 4096, M = 1,048,576, D = 768, bf16 (throughput) and the memory at
