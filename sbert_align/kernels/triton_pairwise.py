@@ -303,17 +303,6 @@ def _config(dtype: torch.dtype, device: torch.device) -> dict:
     return {"BLOCK_B": 64, "BLOCK_N": 128, "BLOCK_D": 64, "num_warps": 8, "num_stages": 4}
 
 
-def _inv_norm(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """Per-row inverse norms in ``dtype`` by :func:`~._normalize.inverse_row_norms` (0 for rows with a norm below
-    ``NORMALIZE_EPS``): exactly the scale :func:`~._normalize.normalize_rows` applies in the other backends.
-
-    The norms are reduced in ``dtype`` straight from the rows (on CUDA, half inputs are upcast inside the
-    reduction), so a large memory bank is never copied in the accumulation dtype; before, it was, one block of
-    65,536 rows at a time.
-    """
-    return inverse_row_norms(x, dtype)
-
-
 def _dot_settings(in_dtype: torch.dtype, acc: torch.dtype) -> dict:
     """The constexpr arguments of :func:`_sim_tile`'s dot product for these input / accumulation dtypes (shared by
     the loss and the top-k kernels): IEEE fp32 for fp32/fp64 inputs, the bf16 upcast under the interpreter."""
@@ -348,7 +337,8 @@ class _TritonPairLoss(torch.autograd.Function):
         cfg.update(opts.get("config") or {})
         q = queries.to(in_dtype).contiguous()
         n_q, dim = q.shape
-        rq = _inv_norm(q, acc)
+        # Inverse norms reduced in acc straight from the rows: no copy of a large memory in the accumulation dtype.
+        rq = inverse_row_norms(q, acc)
         ql = inputs.query_labels.contiguous()
         dot = _dot_settings(in_dtype, acc)
         # Parameters travel as a tensor in the accumulation dtype (a Python float argument would be rounded to fp32).
@@ -361,7 +351,7 @@ class _TritonPairLoss(torch.autograd.Function):
         for idx, (part, labels) in enumerate(zip(parts, inputs.key_label_parts)):
             n_k = part.shape[0]
             k = part.to(in_dtype).contiguous()
-            rk = _inv_norm(k, acc)
+            rk = inverse_row_norms(k, acc)
             part_meta.append((k, rk, labels.contiguous(), offset))
             # Kernels address a key tile as row * stride + column in int32: launch on row ranges that fit.
             rows = max_rows_per_launch(k.stride(0))

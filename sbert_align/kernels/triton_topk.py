@@ -32,12 +32,12 @@ import triton.language as tl
 from torch import Tensor
 
 from ._inputs import compute_dtype
+from ._normalize import inverse_row_norms
 from .topk import FUSED_TOPK_MAX_K, sort_by_value_then_index
 from .triton_pairwise import (
     _common_input_dtype,
     _config,
     _dot_settings,
-    _inv_norm,
     _sim_tile,
     _target_programs,
     max_rows_per_launch,
@@ -172,7 +172,7 @@ def triton_similarity_topk(
     cfg = dict(_config(in_dtype, queries.device))
     cfg.update(config or {})
     q = queries.to(in_dtype).contiguous()
-    rq = _inv_norm(q, acc) if normalize else torch.ones(n_q, dtype=acc, device=q.device)
+    rq = inverse_row_norms(q, acc) if normalize else torch.ones(n_q, dtype=acc, device=q.device)
     same_device = keys.device == q.device
     chunk = int(chunk_size) if chunk_size else (keys.shape[0] if same_device else 1 << 20)
     chunk = min(chunk, max_rows_per_launch(dim))  # int32 offsets within a launch (and int32 indices)
@@ -184,7 +184,7 @@ def triton_similarity_topk(
     for start in range(0, keys.shape[0], chunk):
         kc = keys[start : start + chunk].to(device=q.device, dtype=in_dtype).contiguous()
         n_k = kc.shape[0]
-        rk = _inv_norm(kc, acc) if normalize else torch.ones(n_k, dtype=acc, device=q.device)
+        rk = inverse_row_norms(kc, acc) if normalize else torch.ones(n_k, dtype=acc, device=q.device)
         n_tiles = triton.cdiv(n_k, cfg["BLOCK_N"])
         n_splits = min(n_tiles, int(splits) if splits else max(1, triton.cdiv(target_programs, grid_b)))
         tiles_per_split = triton.cdiv(n_tiles, n_splits)
