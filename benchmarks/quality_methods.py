@@ -478,11 +478,12 @@ _ST_TRIPLET = {
 }
 
 
-def _st_loss(class_name: str) -> Callable[[Any, Context], nn.Module]:
+def _st_loss(class_name: str, **kwargs: Any) -> Callable[[Any, Context], nn.Module]:
     def make(model, ctx: Context) -> nn.Module:
         from sentence_transformers.sentence_transformer import losses
 
-        return getattr(losses, class_name)(model)  # the documented defaults (Euclidean distance; margin 5 where any)
+        # the documented defaults (Euclidean distance; margin 5 where any) unless a diagnostic row says otherwise
+        return getattr(losses, class_name)(model, **kwargs)
 
     return make
 
@@ -624,4 +625,18 @@ loss_method(
     group="ours",
     lr_mapping=lambda ctx: {r"(^|\.)classifier\.": CE_HEAD_LR},
     extra_settings={"head_learning_rate": CE_HEAD_LR, "aux_weight": 1.0},
+)
+
+
+# A diagnostic, not a peer setting: all-MiniLM-L6-v2 normalises its embeddings, so their Euclidean distances are at
+# most 2 and the default margin of 5 is never met (every triplet stays in the loss). This row asks whether a margin
+# that unit vectors can meet changes the Banking77 result; the peer rows above keep the documented default.
+loss_method(
+    "batch-all-grouped-margin05",
+    "DIAGNOSTIC: sentence-transformers BatchAllTripletLoss(margin=0.5) grouped by label; the default margin 5 exceeds"
+    " the largest distance (2) between the normalised embeddings",
+    _st_loss("BatchAllTripletLoss", margin=0.5),
+    batch_sampler="group_by_label",
+    group="sentence-transformers",
+    extra_settings={"margin": 0.5, "purpose": "diagnostic: a margin unit vectors can meet"},
 )
