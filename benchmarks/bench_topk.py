@@ -319,8 +319,8 @@ def runs_rule(stem: str) -> str:
     """The paragraph that says how the report's sections relate (``stem``: the file's name without its suffix)."""
     return (
         "Every run of the script adds its own section here (newest first; a run fills its section row by row, so an"
-        " interrupted run keeps its finished rows) and never replaces another run's: `benchmarks/results/"
-        f"{stem}.json` holds every run with its settings. The backends are compared within a run (interleaved or back"
+        f" interrupted run keeps its finished rows) and never replaces another run's: `{stem}.json` beside this file"
+        " holds every run with its settings. The backends are compared within a run (interleaved or back"
         " to back on one warm machine); compare ratios, not seconds, across sections, since machines and their load"
         " differ between runs."
     )
