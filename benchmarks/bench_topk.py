@@ -277,40 +277,45 @@ CPU_LEGEND = (
 )
 
 
+def _cpu_row(r: dict) -> str:
+    return (
+        f"| {r['B']} | {r['N']} | {r['D']} | {r['k']} | {r['threads']} | {r['ours_s']:.2f} s |"
+        f" {r.get('ours_matmul', 'torch')}, {r.get('ours_select', 'eager')} |"
+        f" {_seconds(r.get('ours_eager_s'))} | {_seconds(r.get('ours_prenorm_s'))} | {r['faiss_s']:.2f} s |"
+        f" {r['floor_s']:.2f} s | {_seconds(r.get('floor_numpy_s'))} | {r['ours_over_faiss']:.2f} |"
+        f" {_ratio(r.get('ours_eager_over_faiss'))} | {_ratio(r.get('ours_prenorm_over_faiss'))} |"
+        f" {r['ours_over_floor']:.2f} | "
+        f"{_mib(r['ours_peak_bytes'])} / {_mib(r['faiss_peak_bytes'])} | {r['same_indices_rows']:.4f} | "
+        f"{r['same_index_sets_rows']:.4f} | {r['max_value_diff']:.1e} |"
+    )
+
+
 def render_cpu(runs: list[dict]) -> str:
     """The Markdown report of every CPU run, newest first, one table per run."""
-    lines = [
+    return _render_runs(
+        runs,
         "# Exact kNN on the CPU: `similarity_topk` vs faiss `IndexFlatIP`",
-        "",
-        runs_rule("topk_cpu"),
-        "",
+        "topk_cpu",
         CPU_LEGEND,
-    ]
-    for run in reversed(runs):
-        meta = run["meta"]
-        lines += _run_heading(meta)
-        lines.append(
+        lambda meta: (
             f"{meta.get('device_name', '?')}; torch {meta['torch']}, faiss {meta['faiss']}, numpy"
             f" {meta.get('numpy', '?')} with {meta.get('numpy_blas', '?')}; median of {meta['reps']} calls."
-        )
-        lines += [
-            "",
-            "| B | N | D | k | threads | ours | product, selection | ours eager | ours pre-norm. | faiss | floor |"
-            " floor numpy | ours/faiss | ours eager/faiss | ours pre-norm./faiss | ours/floor | peak ours / faiss |"
-            " same indices (rows) | same sets (rows) | max value diff |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in run["rows"]:
-            lines.append(
-                f"| {r['B']} | {r['N']} | {r['D']} | {r['k']} | {r['threads']} | {r['ours_s']:.2f} s |"
-                f" {r.get('ours_matmul', 'torch')}, {r.get('ours_select', 'eager')} |"
-                f" {_seconds(r.get('ours_eager_s'))} | {_seconds(r.get('ours_prenorm_s'))} | {r['faiss_s']:.2f} s |"
-                f" {r['floor_s']:.2f} s | {_seconds(r.get('floor_numpy_s'))} | {r['ours_over_faiss']:.2f} |"
-                f" {_ratio(r.get('ours_eager_over_faiss'))} | {_ratio(r.get('ours_prenorm_over_faiss'))} |"
-                f" {r['ours_over_floor']:.2f} | "
-                f"{_mib(r['ours_peak_bytes'])} / {_mib(r['faiss_peak_bytes'])} | {r['same_indices_rows']:.4f} | "
-                f"{r['same_index_sets_rows']:.4f} | {r['max_value_diff']:.1e} |"
-            )
+        ),
+        "| B | N | D | k | threads | ours | product, selection | ours eager | ours pre-norm. | faiss | floor |"
+        " floor numpy | ours/faiss | ours eager/faiss | ours pre-norm./faiss | ours/floor | peak ours / faiss |"
+        " same indices (rows) | same sets (rows) | max value diff |",
+        _cpu_row,
+    )
+
+
+def _render_runs(runs, title: str, stem: str, legend: str, describe, header: str, row_line) -> str:
+    """A report of ``runs``, newest first: ``title``, how sections relate, ``legend``, then per run its heading,
+    ``describe(meta)``, a table (``header``, one ``row_line(row)`` per row) and its note."""
+    lines = [title, "", runs_rule(stem), "", legend]
+    for run in reversed(runs):
+        meta = run["meta"]
+        lines += [*_run_heading(meta), describe(meta), "", header, "|---" * header.count(" | ") + "|---|"]
+        lines += [row_line(r) for r in run["rows"]]
         lines += _run_note(meta)
     return "\n".join(lines) + "\n"
 
@@ -443,30 +448,31 @@ CUDA_LEGEND = (
 )
 
 
+def _cuda_row(r: dict) -> str:
+    return (
+        f"| {r['dtype']} | {r['B']} | {r['N']} | {r['D']} | {r['k']} | {r['chunked_s'] * 1e3:.1f} ms | "
+        f"{r['triton_s'] * 1e3:.1f} ms | {r['floor_s'] * 1e3:.1f} ms | {r['triton_over_chunked']:.2f} | "
+        f"{r['chunked_over_floor']:.2f} | {r['triton_over_floor']:.2f} | "
+        f"{_mib(r['chunked_peak_bytes'])} / {_mib(r['triton_peak_bytes'])} | {r['same_indices_rows']:.4f} | "
+        f"{r['max_value_diff']:.1e} |"
+    )
+
+
 def render_cuda(runs: list[dict], stem: str = "topk_cuda") -> str:
     """The Markdown report of every fused-vs-chunked run, newest first, one table per run."""
-    lines = ["# similarity_topk: fused Triton vs chunked matmul + torch.topk", "", runs_rule(stem), "", CUDA_LEGEND]
-    for run in reversed(runs):
-        meta = run["meta"]
-        lines += _run_heading(meta)
-        lines += [
+    return _render_runs(
+        runs,
+        "# similarity_topk: fused Triton vs chunked matmul + torch.topk",
+        stem,
+        CUDA_LEGEND,
+        lambda meta: (
             f"{meta.get('device_name', meta['device'])}; torch {meta['torch']}, triton {meta.get('triton')}; median"
-            f" of {meta['reps']} calls.",
-            "",
-            "| dtype | B | N | D | k | chunked | triton | floor | triton/chunked | chunked/floor | triton/floor "
-            "| peak chunked / triton | same indices (rows) | max value diff |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in run["rows"]:
-            lines.append(
-                f"| {r['dtype']} | {r['B']} | {r['N']} | {r['D']} | {r['k']} | {r['chunked_s'] * 1e3:.1f} ms | "
-                f"{r['triton_s'] * 1e3:.1f} ms | {r['floor_s'] * 1e3:.1f} ms | {r['triton_over_chunked']:.2f} | "
-                f"{r['chunked_over_floor']:.2f} | {r['triton_over_floor']:.2f} | "
-                f"{_mib(r['chunked_peak_bytes'])} / {_mib(r['triton_peak_bytes'])} | {r['same_indices_rows']:.4f} | "
-                f"{r['max_value_diff']:.1e} |"
-            )
-        lines += _run_note(meta)
-    return "\n".join(lines) + "\n"
+            f" of {meta['reps']} calls."
+        ),
+        "| dtype | B | N | D | k | chunked | triton | floor | triton/chunked | chunked/floor | triton/floor "
+        "| peak chunked / triton | same indices (rows) | max value diff |",
+        _cuda_row,
+    )
 
 
 def main() -> None:
