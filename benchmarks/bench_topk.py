@@ -350,7 +350,12 @@ def read_runs(path: Path) -> list[dict]:
     layout (``{"meta": ..., "rows": [...]}``) reads as one run, and a missing file as none."""
     if not path.is_file():
         return []
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: not valid JSON ({error}); move it aside or repair it, nothing was written."
+        ) from None
     if isinstance(data, dict) and isinstance(data.get("runs"), list):
         return data["runs"]
     if isinstance(data, dict) and isinstance(data.get("rows"), list):

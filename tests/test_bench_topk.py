@@ -66,6 +66,15 @@ def test_a_file_that_is_not_a_report_is_refused_not_overwritten(tmp_path):
     assert path.read_text() == "[1, 2]"
 
 
+def test_a_damaged_report_is_named_and_left_as_it_is(tmp_path):
+    path = tmp_path / "topk_cuda.json"
+    path.write_text('{"runs": [')
+    new = {"meta": _meta("new", "2026-01-01 00:00 UTC"), "rows": [_cuda_row(8, 88.0)]}
+    with pytest.raises(ValueError, match="topk_cuda.json: not valid JSON"):
+        bench_topk.save_run(tmp_path, "topk_cuda", new, bench_topk.render_cuda)
+    assert path.read_text() == '{"runs": ['
+
+
 def test_two_cpu_runs_against_faiss_both_stay_in_the_report(tmp_path):
     pytest.importorskip("faiss")
     pytest.importorskip("threadpoolctl")
