@@ -57,22 +57,18 @@ def test_a_file_of_the_one_run_layout_is_kept_as_a_run(tmp_path):
     assert "44.0 ms" in md.read_text()
 
 
-def test_a_file_that_is_not_a_report_is_refused_not_overwritten(tmp_path):
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[1, 2]", "not a results file"), ('{"runs": [', "topk_cuda.json: not valid JSON")],
+    ids=["not-a-report", "damaged-json"],
+)
+def test_a_file_that_cannot_be_read_as_a_report_is_named_and_left_as_it_is(tmp_path, content, message):
     path = tmp_path / "topk_cuda.json"
-    path.write_text("[1, 2]")
+    path.write_text(content)
     new = {"meta": _meta("new", "2026-01-01 00:00 UTC"), "rows": [_cuda_row(8, 88.0)]}
-    with pytest.raises(ValueError, match="not a results file"):
+    with pytest.raises(ValueError, match=message):
         bench_topk.save_run(tmp_path, "topk_cuda", new, bench_topk.render_cuda)
-    assert path.read_text() == "[1, 2]"
-
-
-def test_a_damaged_report_is_named_and_left_as_it_is(tmp_path):
-    path = tmp_path / "topk_cuda.json"
-    path.write_text('{"runs": [')
-    new = {"meta": _meta("new", "2026-01-01 00:00 UTC"), "rows": [_cuda_row(8, 88.0)]}
-    with pytest.raises(ValueError, match="topk_cuda.json: not valid JSON"):
-        bench_topk.save_run(tmp_path, "topk_cuda", new, bench_topk.render_cuda)
-    assert path.read_text() == '{"runs": ['
+    assert path.read_text() == content
 
 
 def test_two_cpu_runs_against_faiss_both_stay_in_the_report(tmp_path):
