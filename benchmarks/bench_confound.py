@@ -55,6 +55,7 @@ sys.path.insert(0, str(HERE))
 import bench_quality as bq  # noqa: E402  (also puts the repository on sys.path)
 import harness  # noqa: E402
 import quality_methods as qm  # noqa: E402
+from grid_args import add_budget_arguments, add_results_arguments, check_budget, select_methods  # noqa: E402
 
 DATASET = "trec6"
 #: share of training texts (per class) whose tag is the class's own tag
@@ -415,26 +416,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[str(w) for w in DEFAULT_WEIGHTS],
         help="weights of the ca-confound rows, or 'best' (the validation choice at this budget)",
     )
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--warmup", type=float, default=0.1, help="share of the steps spent in linear warm-up")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each row (default 1)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_budget_arguments(parser)
     parser.add_argument("--max-train", type=int, default=None, help="cut train to N texts (smoke runs)")
     parser.add_argument("--validation", action="store_true", help="score on 10%% of train carved off, not on test")
-    parser.add_argument("--force", action="store_true", help="rerun rows that are already in the results")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--row-out", type=Path, help=argparse.SUPPRESS)
+    add_results_arguments(parser, HERE / "results")
     args = parser.parse_args(argv)
-    if not args.methods:
-        parser.error("--methods is required: " + ", ".join(METHODS) + ", or 'all'")
-    args.methods = list(METHODS) if "all" in args.methods else list(dict.fromkeys(args.methods))
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        parser.error(f"unknown row(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    args.methods = select_methods(parser, args.methods, METHODS, hint=", ".join(METHODS))
     if args.confound_weights == ["best"]:
         if args.validation:
             parser.error("--confound-weights best reads the validation results: it is for test runs")
@@ -448,15 +435,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error("--confound-weights: numbers, or the single word 'best'")
         if any(not w > 0 for w in args.confound_weights):
             parser.error("--confound-weights must be > 0 (weight 0 is the 'ca' row)")
-    for name in ("epochs", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    check_budget(parser, args)
     if args.max_train is not None and args.max_train < 12:
         parser.error("--max-train must be at least 12 (two texts per class)")
-    if not 0 <= args.warmup < 1:
-        parser.error("--warmup must be in [0, 1)")
-    if args.row and (len(args.methods) != 1 or args.row_out is None):
-        parser.error("--row runs exactly one row and needs --row-out")
     return args
 
 

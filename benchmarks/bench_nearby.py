@@ -54,6 +54,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_quality as bq  # noqa: E402  (also puts the repository on sys.path)
 import harness  # noqa: E402
+from grid_args import add_budget_arguments, add_results_arguments, check_budget, select_methods  # noqa: E402
 
 log = bq.log
 
@@ -471,42 +472,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", default=[], help="method names, or 'all' (see --list)")
     parser.add_argument("--list", action="store_true", help="print the methods and stop")
     parser.add_argument("--steps", type=int, default=1000, help="optimiser steps of each trained row (default 1000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--warmup", type=float, default=0.1, help="share of the steps spent in linear warm-up")
     parser.add_argument("--pairs-per-document", type=int, default=100, help="training pairs per training page")
     parser.add_argument("--max-pairs", type=int, default=None, help="cut the training pairs to N (smoke runs)")
     parser.add_argument("--eval-pairs", type=int, default=1000, help="held-out pairs probed (default 1000)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each row (default 1)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_budget_arguments(parser, epochs=None)
     parser.add_argument("--corpus-cache", type=Path, default=None, help="JSON-lines cache of the parsed pages")
-    parser.add_argument("--force", action="store_true", help="rerun rows that are already in the results")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--row-out", type=Path, help=argparse.SUPPRESS)
+    add_results_arguments(parser, HERE / "results")
     args = parser.parse_args(argv)
     if args.list:
         return args
-    if not args.methods:
-        parser.error("--methods is required: names from --list, or 'all'")
-    if "all" in args.methods:
-        args.methods = list(METHODS)
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    args.methods = list(dict.fromkeys(args.methods))
-    for name in ("steps", "batch_size", "threads", "pairs_per_document", "eval_pairs"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    args.methods = select_methods(parser, args.methods, METHODS)
+    check_budget(parser, args, counts=("steps", "batch_size", "threads", "pairs_per_document"))
     if args.eval_pairs < 2:
         parser.error("--eval-pairs must be at least 2")
     if args.max_pairs is not None and args.max_pairs < args.batch_size:
         parser.error("--max-pairs must be at least the batch size (the last partial batch is dropped)")
-    if not 0 <= args.warmup < 1:
-        parser.error("--warmup must be in [0, 1)")
-    if args.row and (len(args.methods) != 1 or args.row_out is None):
-        parser.error("--row runs exactly one method and needs --row-out")
     return args
 
 

@@ -37,6 +37,7 @@ sys.path.insert(1, str(REPO))
 
 import harness  # noqa: E402
 import quality_methods as qm  # noqa: E402
+from grid_args import add_budget_arguments, add_results_arguments, check_budget, select_methods  # noqa: E402
 from harness import finish_row, log, read_results, results_lock  # noqa: E402
 
 DATASETS = ("trec6", "trec50", "banking77", "clinc150")
@@ -483,41 +484,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", choices=DATASETS)
     parser.add_argument("--methods", nargs="+", default=[], help="method names, or 'all' (see --list)")
     parser.add_argument("--list", action="store_true", help="print the methods, one line each, and stop")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--warmup", type=float, default=0.1, help="share of the steps spent in linear warm-up")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each row (default 1)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_budget_arguments(parser)
     parser.add_argument("--max-train", type=int, default=None, help="cut train to N texts (smoke runs)")
     parser.add_argument("--validation", action="store_true", help="score on 10%% of train carved off, not on test")
-    parser.add_argument("--force", action="store_true", help="rerun rows that are already in the results")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--row-out", type=Path, help=argparse.SUPPRESS)
+    add_results_arguments(parser, HERE / "results")
     args = parser.parse_args(argv)
     if args.list:
         return args
     if args.dataset is None:
         parser.error("--dataset is required (one of " + ", ".join(DATASETS) + ")")
-    if not args.methods:
-        parser.error("--methods is required: names from --list, or 'all'")
-    if "all" in args.methods:
-        args.methods = list(qm.REGISTRY)
-    unknown = [m for m in args.methods if m not in qm.REGISTRY]
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(qm.REGISTRY)}")
-    args.methods = list(dict.fromkeys(args.methods))
-    for name in ("epochs", "batch_size", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    args.methods = select_methods(parser, args.methods, qm.REGISTRY)
+    check_budget(parser, args)
     if args.max_train is not None and args.max_train < 2:
         parser.error("--max-train must be at least 2")
-    if not 0 <= args.warmup < 1:
-        parser.error("--warmup must be in [0, 1)")
-    if args.row and (len(args.methods) != 1 or args.row_out is None):
-        parser.error("--row runs exactly one method and needs --row-out")
     return args
 
 
