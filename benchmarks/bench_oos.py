@@ -42,6 +42,7 @@ sys.path.insert(1, str(REPO))
 
 import bench_quality as bq  # noqa: E402
 import harness  # noqa: E402
+from grid_args import add_budget_arguments, add_results_arguments, check_budget  # noqa: E402
 
 DATASET = "clinc150"
 STEM = "oos_clinc150"
@@ -324,28 +325,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="a trained model folder (default: frozen all-MiniLM-L6-v2)")
     parser.add_argument("--name", default=None, help="row name (default: frozen, ca-default-<N>ep or the folder name)")
     parser.add_argument("--train-epochs", type=int, default=0, help="train ClassAlignmentLoss for N epochs first")
-    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    parser.add_argument("--lr", type=float, default=5e-5, help="training learning rate")
-    parser.add_argument("--warmup", type=float, default=0.1, help="share of the training steps in linear warm-up")
-    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    add_budget_arguments(parser, epochs=None)
     parser.add_argument("--k", type=int, default=5, help="neighbours per vote")
     parser.add_argument("--weights", choices=("uniform", "distance"), default="uniform")
     parser.add_argument("--criterion", choices=("balanced", "accuracy"), default="balanced")
     parser.add_argument("--max-train", type=int, default=None, help="cut train to N texts (smoke runs)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--force", action="store_true", help="rerun a row that is already in the results")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "results")
+    add_results_arguments(parser, HERE / "results", row_process=False)
     args = parser.parse_args(argv)
-    for name in ("batch_size", "k", "threads"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    check_budget(parser, args, counts=("batch_size", "k", "threads"))
     if args.train_epochs < 0:
         parser.error("--train-epochs must be >= 0")
     if args.max_train is not None and args.max_train <= args.k:
         parser.error("--max-train must be larger than --k")
-    if not 0 <= args.warmup < 1:
-        parser.error("--warmup must be in [0, 1)")
     if args.model is not None and not Path(args.model).expanduser().is_dir():
         parser.error(f"--model {args.model!r} is not a folder")
     return args

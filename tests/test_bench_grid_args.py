@@ -114,6 +114,7 @@ def test_parser_without_row_flags_is_checked_all_the_same(capsys):
         ("bench_confound", ["--methods", "ca"]),
         ("bench_nearby", ["--methods", "frozen"]),
         ("bench_forgetting", ["--methods", "frozen"]),
+        ("bench_oos", []),
     ],
 )
 def test_every_grid_refuses_a_learning_rate_of_zero(module, argv, capsys):
