@@ -3,8 +3,9 @@
 A grid script (``bench_quality.py``, ``bench_pairs.py``, ``bench_confound.py``, ``bench_nearby.py``,
 ``bench_forgetting.py``, ``bench_oos.py``) builds its own parser with its own options and adds the shared ones from
 here: the training budget (:func:`add_budget_arguments`) and the results folder with the hidden flags a grid passes to
-each row's own process (:func:`add_results_arguments`). After parsing, :func:`select_methods` and :func:`check_budget` give every grid
-the same error for the same mistake, through ``parser.error`` (usage line, exit status 2), before anything trains.
+each row's own process (:func:`add_results_arguments`). After parsing, :func:`select_methods` and :func:`check_budget`
+give every grid the same error for the same mistake, through ``parser.error`` (usage line, exit status 2), before
+anything trains.
 
 Example::
 
