@@ -183,7 +183,7 @@ def test_chunked_half_inputs_same_as_reference(name, params, dtype, tol):
     loss, grads = _run("chunked", q, [q, mem], y, [y, ym], name, params, True, 16)
     ref_loss, ref_grads = _run("reference", q, [q, mem], y, [y, ym], name, params, True)
     assert loss.dtype == torch.float32 and grads[0].dtype == dtype
-    assert abs(float(loss) - float(ref_loss)) <= 1e-5 * max(1.0, abs(float(ref_loss)))
+    assert abs(loss.item() - ref_loss.item()) <= 1e-5 * max(1.0, abs(ref_loss.item()))
     assert _rel(grads[0], ref_grads[0]) <= tol
     q64 = q.detach().double().requires_grad_(True)
     _, truth = _run("reference", q64, [q64, mem.detach().double()], y, [y, ym], name, params, True)

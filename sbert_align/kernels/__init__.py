@@ -190,7 +190,7 @@ def resolve_topk_backend(backend: str | None, device_type: str, k: int, dtype: t
 
     ``auto`` runs the fused Triton top-k on CUDA for half-precision inputs (``dtype`` float16 or bfloat16, the common
     dtype of queries and keys) with ``k <= 64`` when Triton is importable, and the chunked path everywhere else.
-    Measured on an H100 (``benchmarks/results/topk_cuda.md``): with bf16 inputs the fused kernel takes 0.11x-0.20x
+    Measured on an H100 (``benchmarks/results/topk_cuda.md``): with bf16 inputs the fused kernel takes 0.09x-0.20x
     of chunked's time (it keeps the tensor cores, chunked upcasts to fp32); with fp32 inputs it is not reliably
     faster (0.86x, 1.09x and 2.36x at three shapes), so fp32 stays chunked. An explicit ``backend="triton"``
     that cannot run (``k > 64``, no CUDA) raises; ``$SBERT_ALIGN_KERNEL=triton`` falls back to chunked there (with

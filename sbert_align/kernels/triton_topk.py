@@ -19,7 +19,7 @@ NaN in the inputs. Offsets and indices are int32 inside a launch, so queries and
 of at most 2**31 elements (``max_rows_per_launch``).
 
 Status: correct against the float64 truth and the chunked path (under ``TRITON_INTERPRET=1`` in CI, natively on an
-H100). Timed there (``benchmarks/results/topk_cuda.md``): 0.11x-0.20x of chunked's time with bf16 inputs (tensor
+H100). Timed there (``benchmarks/results/topk_cuda.md``): 0.09x-0.20x of chunked's time with bf16 inputs (tensor
 cores), 0.86x-2.36x with fp32 inputs; so ``similarity_topk(backend="auto")`` chooses it for float16 / bfloat16
 inputs on CUDA only, and ``backend="triton"`` asks for it at any dtype.
 """
