@@ -110,7 +110,7 @@ def main() -> int:
     )
     shutil.copy(HERE / "rebuild_model.py", args.out / "rebuild.py")
     shutil.copy(HERE / "gt_stub.py", args.out / "gt_stub.py")
-    for script in ("run_quality.sh", "run_gpu_check.sh", "run_rows_and_checks.sh"):
+    for script in ("run_quality.sh", "run_gpu_check.sh", "run_rows_and_checks.sh", "setup_payload.sh"):
         shutil.copy(HERE / script, args.out / script)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"{args.out}: {size / 2**20:.1f} MiB (a device call carries at most 64 MiB with the working tree)")

