@@ -122,7 +122,8 @@ class ClassAlignmentLoss(AlignmentLossBase):
               ``memory_warmup_steps`` (e.g. 1/10 of an epoch) is optional: it was level with none on validation.
             - With all-MiniLM-L6-v2, batch 32 and 3 epochs, a learning rate of 1e-4 beat 5e-5 on all three
               validation sets (TREC-6, TREC-50, Banking77) and was level with 2e-4 over two seeds; on test it
-              lifted Banking77 by 0.65 points and moved TREC-6 / TREC-50 by +0.34 / -0.20 (README, "The learning rate chosen on validation").
+              lifted Banking77 by 0.65 points and moved TREC-6 / TREC-50 by +0.34 / -0.20 (README, "The learning
+              rate chosen on validation").
             - The memory is read and written only by training forward passes (module in training mode with
               gradients enabled); evaluation loss does not change it. ``memory_warmup_steps`` counts those forward
               passes, so with gradient accumulation it counts micro-batches. A step's batch enters the memory
