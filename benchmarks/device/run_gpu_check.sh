@@ -25,8 +25,8 @@ echo "topk rc=$? t=$(el)"
 timeout 120 $PY benchmarks/bench_kernels.py --device cuda --objectives supcon --dims 768 --batches 256 4096 \
   --memories 1048576 --out-dir $R > $R/kernels.log 2>&1
 echo "kernels rc=$? t=$(el)"
-timeout 60 $PY benchmarks/device/profile_supcon.py --b 4096 --m 1048576 --d 768 2>&1 | grep -v USDT > $R/profile.log
-echo "profile rc=$? t=$(el)"; grep "^B " $R/profile.log
+timeout 60 $PY benchmarks/device/profile_supcon.py --b 4096 --m 1048576 --d 768 > $R/profile.raw 2>&1
+echo "profile rc=$? t=$(el)"; grep -v USDT $R/profile.raw > $R/profile.log; rm $R/profile.raw; grep "^B " $R/profile.log
 tar czf $OUT/results.tgz -C $R .
 grep -E "^\|" $R/topk_cuda.md 2>/dev/null; grep -E "^\|" $R/kernels_cuda.md 2>/dev/null | head -20
 echo "end t=$(el)"

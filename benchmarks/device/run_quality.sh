@@ -27,7 +27,7 @@ fi
 wait
 echo "quality done t=$(el)"
 tar czf $OUT/results.tgz -C $R .
-tail -n 3 $R/pytest.log 2>/dev/null; tail -n 25 $R/topk.md 2>/dev/null
+tail -n 3 $R/pytest.log 2>/dev/null; tail -n 25 $R/topk_cuda.md 2>/dev/null
 for f in $R/quality_*.md; do echo "== $f"; grep -E "^\|" $f | head -20; done
 grep -h "FAILED\|Error" $R/q_*.log | head -20
 echo "end t=$(el)"

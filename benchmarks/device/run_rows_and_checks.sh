@@ -5,7 +5,7 @@
 # `bash .devpayload/run_rows_and_checks.sh`. Order, each step with its own time limit under $DEADLINE s:
 #   1. set-up (wheels, the pruned encoder; as run_quality.sh);
 #   2. $METHODS on $DATASETS, $EPOCHS epochs, seeds $SEEDS, one process per (data set, seed), in the background
-#      (default: pml-xbm on Banking77, 10 epochs, seeds 0-2: the row issue 9's GPU table lacks);
+#      (default: pml-xbm on Banking77, 10 epochs, seeds 0-2, the row session 16 added to issue 9's GPU table);
 #   3. meanwhile the native kernel, Triton, top-k and objective tests (correctness only, so sharing the GPU is fine);
 #   4. once the rows are done, with the GPU to themselves: the fused supcon memory at B = 256, M = 1,048,576 and
 #      throughput at B = 4096 (bench_kernels.py), where that step's time goes (profile_supcon.py), then the fused
@@ -14,7 +14,7 @@
 # Session 16 ran it as `DEADLINE=500 bash .devpayload/run_rows_and_checks.sh` on an H100: set-up 20 s, rows and tests
 # done at 202 s, kernels at 280 s, profile at 305 s, top-k at 400 s.
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
-left() { echo $(( DEADLINE - $(el) )); }
+left() { local l=$(( DEADLINE - $(el) )); echo $(( l > 1 ? l : 1 )); }  # >= 1: timeout 0 means none
 PY=${PY:-python3}; EPOCHS=${EPOCHS:-10}; DEADLINE=${DEADLINE:-500}; EXTRA=${EXTRA:-}
 METHODS=${METHODS:-pml-xbm}; DATASETS=${DATASETS:-banking77}; SEEDS=${SEEDS:-0 1 2}
 . .devpayload/setup_payload.sh
@@ -25,7 +25,8 @@ for s in $SEEDS; do
     timeout $(left) $PY benchmarks/bench_quality.py --dataset $d --seed $s $Q --methods $METHODS > $R/q_${d}_$s.log 2>&1 &
   done
 done
-timeout 240 $PY -m pytest -q -p no:cacheprovider -m "slow or not slow" tests/test_kernels.py tests/test_kernels_triton.py \
+l=$(left); [ $l -gt 240 ] && l=240
+timeout $l $PY -m pytest -q -p no:cacheprovider -m "slow or not slow" tests/test_kernels.py tests/test_kernels_triton.py \
   tests/test_topk.py tests/test_objectives.py > $R/pytest.log 2>&1
 echo "pytest rc=$? t=$(el)"; tail -n 5 $R/pytest.log
 wait
@@ -40,8 +41,8 @@ if [ $l -gt 20 ]; then
 fi
 l=$(left); [ $l -gt 60 ] && l=60
 if [ $l -gt 20 ]; then
-  timeout $l $PY benchmarks/device/profile_supcon.py --b 4096 --m 1048576 --d 768 2>&1 | grep -v USDT > $R/profile.log
-  echo "profile rc=$? t=$(el)"; grep "^B " $R/profile.log
+  timeout $l $PY benchmarks/device/profile_supcon.py --b 4096 --m 1048576 --d 768 > $R/profile.raw 2>&1
+  echo "profile rc=$? t=$(el)"; grep -v USDT $R/profile.raw > $R/profile.log; rm $R/profile.raw; grep "^B " $R/profile.log
 fi
 l=$(left)
 if [ $l -gt 30 ]; then

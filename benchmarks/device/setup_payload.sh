@@ -14,4 +14,7 @@ fi
 R=$OUT/r
 mkdir -p "$R"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$R/gpu.txt"
-$PY -c "import torch, triton, transformers, sentence_transformers, datasets, pyarrow, sklearn, pytorch_metric_learning, sbert_align; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'st', sentence_transformers.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$R/gpu.txt" || exit 5
+versions=$($PY -c "import torch, triton, transformers, sentence_transformers, datasets, pyarrow, sklearn, pytorch_metric_learning, sbert_align; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__, 'st', sentence_transformers.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'cuda', torch.cuda.is_available())" 2>&1)
+rc=$?
+echo "$versions" | tee -a "$R/gpu.txt"
+[ $rc -eq 0 ] || exit 5
