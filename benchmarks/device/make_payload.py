@@ -30,6 +30,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+# The device scripts the payload carries (every ``*.sh`` beside this file), and every top-level entry of the payload:
+# the scripts may use ``.devpayload/<entry>`` for these alone (``tests/test_device_scripts.py`` checks both).
+DEVICE_SCRIPTS = ("run_quality.sh", "run_gpu_check.sh", "run_rows_and_checks.sh", "setup_payload.sh")
+PAYLOAD_ENTRIES = ("minilm", "data", "whl", "rebuild.py", "gt_stub.py", *DEVICE_SCRIPTS)
 WHEELS = (
     "sentence-transformers==6.2.0",
     "pytorch-metric-learning==2.9.0",
@@ -110,7 +114,7 @@ def main() -> int:
     )
     shutil.copy(HERE / "rebuild_model.py", args.out / "rebuild.py")
     shutil.copy(HERE / "gt_stub.py", args.out / "gt_stub.py")
-    for script in ("run_quality.sh", "run_gpu_check.sh", "run_rows_and_checks.sh", "setup_payload.sh"):
+    for script in DEVICE_SCRIPTS:
         shutil.copy(HERE / script, args.out / script)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"{args.out}: {size / 2**20:.1f} MiB (a device call carries at most 64 MiB with the working tree)")
