@@ -385,11 +385,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 with contextlib.suppress(ValueError):
                     weight, _ = best_weight(group_b, budget)
                     lines += [f"Chosen on this validation split (best class kNN accuracy): **w = {weight:g}**.", ""]
-    failed = [r for r in rows if r.get("status") != "ok"]
-    if failed:
-        lines += ["## Failed rows", ""]
-        lines += [f"- {_row_name(r)} (seed {r['seed']}): {r.get('error', 'unknown error')}" for r in failed]
-        lines.append("")
+    lines += harness.failed_rows_lines(rows, lambda r: f"{_row_name(r)} (seed {r['seed']})")
     lines += ["## Rows", ""]
     lines += [f"- `{name}`: {summary}" for name, summary in METHODS.items()]
     lines += [

@@ -53,6 +53,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(REPO))
 
 import bench_quality as bq  # noqa: E402
+import harness  # noqa: E402
 import quality_methods as qm  # noqa: E402
 from grid_args import add_budget_arguments, add_results_arguments, check_budget  # noqa: E402
 
@@ -437,12 +438,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                     scores = ", ".join(f"{v}: {s:.4f}" for v, s in chosen[f"{knob}_scores"].items())
                     lines.append(f"- `{knob}` = {json.dumps(chosen[knob])} (scores {scores})")
             lines.append("")
-    failed = [r for r in rows if r.get("status") != "ok"]
-    if failed:
-        lines += ["## Failed rows", ""]
-        for r in failed:
-            lines.append(f"- {r['method']} (train fraction {r['train_fraction']}): {r.get('error', 'unknown error')}")
-        lines.append("")
+    lines += harness.failed_rows_lines(rows, lambda r: f"{r['method']} (train fraction {r['train_fraction']})")
     lines += ["## Methods", ""]
     lines += [f"- `{name}`: {summary}" for name, summary in METHODS.items()]
     return "\n".join(lines) + "\n"

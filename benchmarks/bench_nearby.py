@@ -449,11 +449,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += _table(frozen + group, n_keys)
         lines.append("")
         lines += bq.timing_note_lines(group, lambda r: f"{r['method']} (seed {r['seed']})")
-    failed = [r for r in rows if r.get("status") != "ok"]
-    if failed:
-        lines += ["## Failed rows", ""]
-        lines += [f"- {r['method']} (steps {r['steps']}, seed {r['seed']}): {r.get('error')}" for r in failed]
-        lines.append("")
+    lines += harness.failed_rows_lines(rows, lambda r: f"{r['method']} (steps {r['steps']}, seed {r['seed']})")
     lines += ["## Methods", ""]
     lines += [
         f"- `{name}`: {summary}" for name, (summary, _) in METHODS.items() if any(r["method"] == name for r in rows)

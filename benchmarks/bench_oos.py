@@ -296,10 +296,9 @@ def render_markdown(results: dict[str, Any]) -> str:
             + " | ".join(cells)
             + f" | {seconds} |"
         )
-    failed = [r for r in rows if r.get("status") != "ok"]
+    failed = harness.failed_rows_lines(rows, lambda r: r["name"])
     if failed:
-        lines += ["", "## Failed rows", ""]
-        lines += [f"- {r['name']}: {r.get('error', 'unknown error')}" for r in failed]
+        lines += ["", *failed[:-1]]  # the next paragraph opens with its own blank line
     lines += [
         "",
         "Validation (where each threshold was chosen): "

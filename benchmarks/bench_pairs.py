@@ -348,6 +348,11 @@ def merge_row(json_path: Path, md_path: Path, row: dict[str, Any], meta: dict[st
     return harness.merge_row(json_path, md_path, row, meta, row_key, render_markdown)
 
 
+def _failed_row_name(row: dict[str, Any]) -> str:
+    cut = "".join(f", {k.replace('_', '-')} {row[k]}" for k in ("max_train", "max_test") if row.get(k) is not None)
+    return f"{row['method']} ({row['epochs']} epoch(s), seed {row['seed']}{cut})"
+
+
 def _method_order(name: str) -> tuple[int, str]:
     names = list(pm.REGISTRY)
     return (names.index(name) if name in names else len(names), name)
@@ -505,15 +510,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             if note:
                 lines += ["", note]
             lines.append("")
-    failed = [r for r in rows if r.get("status") != "ok"]
-    if failed:
-        lines += ["## Failed rows", ""]
-        for r in sorted(failed, key=lambda r: _method_order(r["method"])):
-            cut = "".join(f", {k.replace('_', '-')} {r[k]}" for k in ("max_train", "max_test") if r.get(k) is not None)
-            lines.append(
-                f"- {r['method']} ({r['epochs']} epoch(s), seed {r['seed']}{cut}): {r.get('error', 'unknown error')}"
-            )
-        lines.append("")
+    lines += harness.failed_rows_lines(sorted(rows, key=lambda r: _method_order(r["method"])), _failed_row_name)
     lines += ["## Methods", ""]
     for name in sorted({r["method"] for r in rows}, key=_method_order):
         method = pm.REGISTRY.get(name)

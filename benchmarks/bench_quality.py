@@ -119,6 +119,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _failed_row_name(row: dict[str, Any]) -> str:
+    cut = f", max-train {row['max_train']}" if row.get("max_train") is not None else ""
+    return f"{row['method']} ({row['epochs']} epoch(s), seed {row['seed']}{cut})"
+
+
 def timing_note_lines(rows: list[dict[str, Any]], name: Callable[[dict[str, Any]], str]) -> list[str]:
     """Markdown lines for the rows whose wall time is not the row's own work (a process stopped with SIGSTOP while
     another measurement ran): their ``timing_note``, then a blank line; nothing when no row has one."""
@@ -455,15 +460,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines += _table(rows_b)
             lines.append("")
             lines += timing_note_lines(rows_b, lambda r: f"`{r['method']}` (seed {r['seed']})")
-    failed = [r for r in rows if r.get("status") != "ok"]
-    if failed:
-        lines += ["## Failed rows", ""]
-        for r in sorted(failed, key=lambda r: _method_order(r["method"])):
-            cut = f", max-train {r['max_train']}" if r.get("max_train") is not None else ""
-            lines.append(
-                f"- {r['method']} ({r['epochs']} epoch(s), seed {r['seed']}{cut}): {r.get('error', 'unknown error')}"
-            )
-        lines.append("")
+    lines += harness.failed_rows_lines(sorted(rows, key=lambda r: _method_order(r["method"])), _failed_row_name)
     lines += ["## Methods", ""]
     names = sorted({r["method"] for r in rows}, key=_method_order)
     for name in names:

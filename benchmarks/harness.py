@@ -177,3 +177,18 @@ def merge_row(
         atomic_write_json(json_path, results)
         atomic_write_text(md_path, render(results))
     return results
+
+
+def failed_rows_lines(rows: list[Row], describe: Callable[[Row], str], heading: str = "## Failed rows") -> list[str]:
+    """A report's section on the rows that failed (``status`` other than ``"ok"``): the heading, then one line per
+    failed row, ``- <describe(row)>: <its error>``, and a blank line; no lines at all where no row failed.
+
+    Example::
+
+        >>> failed_rows_lines([{"method": "ce", "status": "failed", "error": "boom"}], lambda r: r["method"])
+        ['## Failed rows', '', '- ce: boom', '']
+    """
+    failed = [r for r in rows if r.get("status") != "ok"]
+    if not failed:
+        return []
+    return [heading, "", *(f"- {describe(r)}: {r.get('error', 'unknown error')}" for r in failed), ""]

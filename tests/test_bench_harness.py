@@ -88,3 +88,19 @@ def test_cached_row_skips_failed_rows_and_read_results_rejects_other_files(tmp_p
     bad.write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a results file"):
         harness.read_results(bad)
+
+
+def test_failed_rows_lines_lists_only_failed_rows_in_order_and_nothing_without_them():
+    rows = [
+        {"method": "a", "status": "ok"},
+        {"method": "b", "status": "failed", "error": "ValueError: boom"},
+        {"method": "c", "status": "failed"},
+    ]
+    assert harness.failed_rows_lines(rows, lambda r: f"{r['method']} (seed 0)") == [
+        "## Failed rows",
+        "",
+        "- b (seed 0): ValueError: boom",
+        "- c (seed 0): unknown error",
+        "",
+    ]
+    assert harness.failed_rows_lines(rows[:1], lambda r: r["method"]) == []
