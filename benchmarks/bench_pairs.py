@@ -511,11 +511,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 lines += ["", note]
             lines.append("")
     lines += harness.failed_rows_lines(sorted(rows, key=lambda r: _method_order(r["method"])), _failed_row_name)
-    lines += ["## Methods", ""]
-    for name in sorted({r["method"] for r in rows}, key=_method_order):
-        method = pm.REGISTRY.get(name)
-        summary = method.summary if method else next((r.get("summary") for r in rows if r["method"] == name), "")
-        lines.append(f"- `{name}`: {summary}")
+    lines += harness.method_lines(rows, pm.REGISTRY, _method_order)
     return "\n".join(lines) + "\n"
 
 

@@ -461,12 +461,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append("")
             lines += timing_note_lines(rows_b, lambda r: f"`{r['method']}` (seed {r['seed']})")
     lines += harness.failed_rows_lines(sorted(rows, key=lambda r: _method_order(r["method"])), _failed_row_name)
-    lines += ["## Methods", ""]
-    names = sorted({r["method"] for r in rows}, key=_method_order)
-    for name in names:
-        method = qm.REGISTRY.get(name)
-        summary = method.summary if method else next((r.get("summary") for r in rows if r["method"] == name), "")
-        lines.append(f"- `{name}`: {summary}")
+    lines += harness.method_lines(rows, qm.REGISTRY, _method_order)
     return "\n".join(lines) + "\n"
 
 

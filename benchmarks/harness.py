@@ -192,3 +192,15 @@ def failed_rows_lines(rows: list[Row], describe: Callable[[Row], str], heading: 
     if not failed:
         return []
     return [heading, "", *(f"- {describe(r)}: {r.get('error', 'unknown error')}" for r in failed), ""]
+
+
+def method_lines(rows: list[Row], registry: Mapping[str, Any], order: Callable[[str], Any]) -> list[str]:
+    """A report's "Methods" section: one line per method that has a row, sorted by ``order``, ``- `name`: summary``,
+    with the summary of ``registry[name]`` (an object with a ``summary``), or, for a method no longer registered,
+    the summary its rows stored."""
+    lines = ["## Methods", ""]
+    for name in sorted({r["method"] for r in rows}, key=order):
+        method = registry.get(name)
+        summary = method.summary if method else next((r.get("summary") for r in rows if r["method"] == name), "")
+        lines.append(f"- `{name}`: {summary}")
+    return lines

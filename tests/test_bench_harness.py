@@ -104,3 +104,18 @@ def test_failed_rows_lines_lists_only_failed_rows_in_order_and_nothing_without_t
         "",
     ]
     assert harness.failed_rows_lines(rows[:1], lambda r: r["method"]) == []
+
+
+def test_method_lines_use_the_registry_then_the_rows_stored_summary():
+    class Method:
+        summary = "registered summary"
+
+    rows = [{"method": "b"}, {"method": "a"}, {"method": "gone", "summary": "stored summary"}, {"method": "a"}]
+    order = {"a": 0, "b": 1, "gone": 2}.get
+    assert harness.method_lines(rows, {"a": Method(), "b": Method()}, order) == [
+        "## Methods",
+        "",
+        "- `a`: registered summary",
+        "- `b`: registered summary",
+        "- `gone`: stored summary",
+    ]
