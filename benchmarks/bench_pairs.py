@@ -349,8 +349,7 @@ def merge_row(json_path: Path, md_path: Path, row: dict[str, Any], meta: dict[st
 
 
 def _failed_row_name(row: dict[str, Any]) -> str:
-    cut = "".join(f", {k.replace('_', '-')} {row[k]}" for k in ("max_train", "max_test") if row.get(k) is not None)
-    return f"{row['method']} ({row['epochs']} epoch(s), seed {row['seed']}{cut})"
+    return bq.failed_row_name(row, ("max_train", "max_test"))
 
 
 def _method_order(name: str) -> tuple[int, str]:

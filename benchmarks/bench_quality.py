@@ -119,8 +119,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _failed_row_name(row: dict[str, Any]) -> str:
-    cut = f", max-train {row['max_train']}" if row.get("max_train") is not None else ""
+def failed_row_name(row: dict[str, Any], cuts: tuple[str, ...] = ("max_train",)) -> str:
+    """How a report's "Failed rows" section names a grid row: its method, budget, seed and the smoke-run cuts it
+    had (the row keys in ``cuts`` that are set, as their flags)."""
+    cut = "".join(f", {k.replace('_', '-')} {row[k]}" for k in cuts if row.get(k) is not None)
     return f"{row['method']} ({row['epochs']} epoch(s), seed {row['seed']}{cut})"
 
 
@@ -460,7 +462,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines += _table(rows_b)
             lines.append("")
             lines += timing_note_lines(rows_b, lambda r: f"`{r['method']}` (seed {r['seed']})")
-    lines += harness.failed_rows_lines(sorted(rows, key=lambda r: _method_order(r["method"])), _failed_row_name)
+    lines += harness.failed_rows_lines(sorted(rows, key=lambda r: _method_order(r["method"])), failed_row_name)
     lines += harness.method_lines(rows, qm.REGISTRY, _method_order)
     return "\n".join(lines) + "\n"
 
