@@ -9,6 +9,7 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,27 @@ def test_scripts_use_only_what_the_payload_holds(script: Path):
 def test_scripts_parse(script: Path):
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def _run_make_payload(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(DEVICE / "make_payload.py"), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_make_payload_never_deletes_a_folder_it_did_not_write(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    (out / "whl").mkdir()  # a payload entry beside the user's file does not make the folder a payload
+    result = _run_make_payload("--kernels-only", "--out", str(out))
+    assert result.returncode == 2
+    assert "notes.txt" in result.stderr and "nothing was deleted" in result.stderr
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "whl").is_dir()
+
+
+def test_make_payload_names_a_missing_data_folder_before_doing_anything(tmp_path):
+    out = tmp_path / "payload"
+    result = _run_make_payload("--datasets", "nope", "--data-dir", str(tmp_path), "--out", str(out))
+    assert result.returncode == 2 and "no data folder nope" in result.stderr
+    assert not out.exists()

@@ -73,14 +73,26 @@ def prune_model(out: Path, folders: list[Path]) -> int:
     return len(ids)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["trec", "banking77"], help="folders of ../shared/data")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=REPO / ".devpayload")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / ".devpayload", help="replaced if it holds an earlier payload"
+    )
     parser.add_argument("--kernels-only", action="store_true", help="no encoder, no data (run_gpu_check.sh)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.kernels_only:
+        missing = [name for name in args.datasets if not (args.data_dir / name).is_dir()]
+        if missing:
+            parser.error(f"no data folder {', '.join(missing)} in {args.data_dir} (set --data-dir or --datasets)")
     if args.out.exists():
+        foreign = sorted(p.name for p in args.out.iterdir() if p.name not in PAYLOAD_ENTRIES)
+        if foreign:
+            parser.error(
+                f"--out {args.out} holds {', '.join(foreign[:5])}, which this script does not write; "
+                "choose a new or empty folder (nothing was deleted)"
+            )
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
     if not args.kernels_only:
